@@ -1,0 +1,446 @@
+"""The use cases: submit, read, cancel, apply a native update, sweep.
+
+Written once against the ``JobStore`` and ``TrainingBackend`` ports; the service never learns
+which cloud it runs on. Every change to a job is a conditional write through ``_mutate``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+from core.durations import parse_duration
+from core.errors import (
+    InvalidSpecError,
+    NotFoundError,
+    TrainError,
+    VersionConflictError,
+)
+from core.ids import new_id
+from core.lifecycle import APPLIED, NativeUpdate, Outcome, Status, decide, is_terminal, path_to
+from core.model import (
+    MAX_IGNORED_EVENTS,
+    Checkpoint,
+    ImageRef,
+    JobEvent,
+    JobQuery,
+    JobRecord,
+    JobSpec,
+    LogPage,
+    NativeJobRequest,
+    StorageMount,
+)
+from core.ports import IdempotencyClaim, JobStore, TrainingBackend
+
+log = logging.getLogger("train.service")
+
+MAX_CAS_ATTEMPTS = 16
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class SweepReport:
+    scanned: int = 0
+    submitted: int = 0
+    expired: int = 0
+    reconciled: int = 0
+    errors: int = 0
+    changed: list[str] = field(default_factory=list)
+
+
+class TrainService:
+    """Args:
+    store: where job records live.
+    backends: the backends this deployment runs, by name (``sagemaker``, ``local``...).
+    clock: returns the current UTC time.
+    submit_grace: how long a claimed submission may take before the sweeper takes it over.
+    stale_after: a job whose last native update is older than this is re-read by the sweeper.
+    expiry_grace: how long past ``max_runtime`` the sweeper waits for the backend's own stop.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        backends: Mapping[str, TrainingBackend],
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        submit_grace: timedelta = timedelta(seconds=60),
+        stale_after: timedelta = timedelta(minutes=10),
+        expiry_grace: timedelta = timedelta(minutes=5),
+    ) -> None:
+        self.store = store
+        self.backends = dict(backends)
+        self.clock = clock
+        self.submit_grace = submit_grace
+        self.stale_after = stale_after
+        self.expiry_grace = expiry_grace
+
+    # ---- submit -------------------------------------------------------------------------------
+
+    def submit(
+        self, account_id: str, spec: JobSpec, *, idempotency_key: str | None = None
+    ) -> tuple[JobRecord, bool]:
+        """Submit a portable spec. Returns the job and whether it was created (False: the
+        ``Idempotency-Key`` was seen before with the same body)."""
+        backend = self._backend(spec.backend, ("backend",))
+        backend.check_spec(spec)
+        load_from = self._resolve_load_checkpoint(account_id, spec)
+        spec_json = spec.model_dump(mode="json")
+        job = self._new_record(
+            account_id, spec.name, spec.project, spec.backend, spec.storage_mounts, spec.labels,
+            spec=spec_json, native_request=None, image=spec.image, load_from=load_from,
+        )
+        claim = _claim(idempotency_key, {"kind": "portable", "spec": spec_json})
+        return self._create_and_launch(backend, job, claim)
+
+    def submit_native(
+        self, account_id: str, backend_name: str, request: NativeJobRequest, *, idempotency_key: str | None = None
+    ) -> tuple[JobRecord, bool]:
+        """Submit the SGP-style native shape; ``job_config`` is validated by the backend."""
+        backend = self._backend(backend_name, ("backend",))
+        backend.check_native(request)
+        body = request.model_dump(mode="json")
+        job = self._new_record(
+            account_id, request.name, request.project, backend_name, request.storage_mounts, request.labels,
+            spec={}, native_request=body, image=None, load_from=None,
+        )
+        claim = _claim(idempotency_key, {"kind": "native", "backend": backend_name, "request": body})
+        return self._create_and_launch(backend, job, claim)
+
+    def _new_record(
+        self, account_id: str, name: str, project: str, backend_name: str, mounts: list[StorageMount],
+        labels: dict[str, str], *, spec: dict[str, Any], native_request: dict[str, Any] | None,
+        image: str | None, load_from: str | None,
+    ) -> JobRecord:
+        now = self.clock()
+        job = JobRecord(
+            id=new_id(int(now.timestamp() * 1000)), account_id=account_id, name=name, project=project,
+            backend=backend_name, storage_mounts=list(mounts), labels=dict(labels), spec=spec,
+            native_request=native_request, image=ImageRef(requested=image), created_at=now, updated_at=now,
+            submit_claimed_at=now, load_checkpoint_job_id=load_from,
+            events=[JobEvent(at=now, kind="transition", status=Status.PENDING, reason="submitted")],
+        )
+        job.native_id = self.backends[backend_name].native_id_for(job)
+        return job
+
+    def _create_and_launch(
+        self, backend: TrainingBackend, job: JobRecord, claim: IdempotencyClaim | None
+    ) -> tuple[JobRecord, bool]:
+        stored, created = self.store.create(job, claim)
+        if not created:
+            return stored, False
+        return self._launch(backend, stored), True
+
+    def _launch(self, backend: TrainingBackend, job: JobRecord) -> JobRecord:
+        """Create the native job and record it. A crash before the record leaves a PENDING job
+        with a stale claim, which the sweeper takes over (the backend's submit is idempotent)."""
+        try:
+            submission = backend.submit(job)
+        except TrainError as exc:
+            if exc.retryable:
+                log.warning("submit of %s deferred to the sweeper: %s", job.id, exc.detail)
+                return self._get(job.account_id, job.id)
+            reason = f"{backend.name} refused the job: {exc.detail}"
+            return self._end(job.account_id, job.id, Status.FAILED, reason) or self._get(job.account_id, job.id)
+
+        def record(current: JobRecord) -> JobRecord | None:
+            if current.cloud_job_identifier == submission.cloud_job_identifier and current.native_id:
+                return None
+            current.native_id = submission.native_id
+            current.cloud_job_identifier = dict(submission.cloud_job_identifier)
+            if current.native_status is None:
+                current.native_status = submission.native_status
+            return current
+
+        updated = self._mutate(job.account_id, job.id, record)
+        if is_terminal(updated.status) and updated.status == Status.CANCELED and updated.started_at is None:
+            backend.cancel(updated)  # canceled while the create was in flight: stop what it made
+        return updated
+
+    def _resolve_load_checkpoint(self, account_id: str, spec: JobSpec) -> str | None:
+        ref = spec.load_checkpoint
+        if ref is None:
+            return None
+        if ref.job_id is not None:
+            if self.store.get(account_id, ref.job_id) is None:
+                raise InvalidSpecError.at(("load_checkpoint", "job_id"), f"no job '{ref.job_id}' in this account")
+            return ref.job_id
+        cursor = None
+        while True:
+            jobs, cursor = self.store.list(account_id, JobQuery(project=ref.project, limit=100, cursor=cursor))
+            for job in jobs:
+                if job.spec.get("checkpointing", {}).get("enabled") and job.started_at is not None:
+                    return job.id
+            if cursor is None:
+                raise InvalidSpecError.at(
+                    ("load_checkpoint", "project"), f"no job in project '{ref.project}' has written checkpoints"
+                )
+
+    # ---- read ---------------------------------------------------------------------------------
+
+    def get(self, account_id: str, job_id: str) -> JobRecord:
+        return self._get(account_id, job_id)
+
+    def list(self, account_id: str, query: JobQuery) -> tuple[list[JobRecord], str | None]:
+        return self.store.list(account_id, query)
+
+    def logs(
+        self, account_id: str, job_id: str, *, cursor: str | None = None, limit: int = 100,
+        since: datetime | None = None,
+    ) -> LogPage:
+        job = self._get(account_id, job_id)
+        if not job.cloud_job_identifier:
+            return LogPage(lines=[], next_cursor=cursor)
+        return self.backends[job.backend].logs(job, cursor=cursor, limit=limit, since=since)
+
+    def checkpoints(self, account_id: str, job_id: str) -> list[Checkpoint]:
+        job = self._get(account_id, job_id)
+        return self.backends[job.backend].checkpoints(job)
+
+    # ---- cancel -------------------------------------------------------------------------------
+
+    def cancel(self, account_id: str, job_id: str) -> JobRecord:
+        """Idempotent. A job with no native job yet is CANCELED at once; otherwise the native job
+        is asked to stop and the job becomes CANCELED when the backend confirms."""
+        job = self._get(account_id, job_id)
+        if is_terminal(job.status):
+            return job
+        if not job.cloud_job_identifier:
+            ended = self._end(account_id, job_id, Status.CANCELED, "canceled before the native job started")
+            if ended is not None:
+                return ended
+            job = self._get(account_id, job_id)
+            if is_terminal(job.status):
+                return job
+
+        def mark(current: JobRecord) -> JobRecord | None:
+            if is_terminal(current.status) or current.cancel_requested_at is not None:
+                return None
+            current.cancel_requested_at = self.clock()
+            current.events.append(_note(self.clock(), current, "cancel requested"))
+            return current
+
+        job = self._mutate(account_id, job_id, mark)
+        if not is_terminal(job.status):
+            self.backends[job.backend].cancel(job)
+        return self._get(account_id, job_id)
+
+    # ---- native updates -----------------------------------------------------------------------
+
+    def apply_native_update(self, backend: str, native_id: str, update: NativeUpdate) -> Outcome | None:
+        """Apply a backend's report about native job ``native_id``. Returns None when no job of
+        ours runs as that native job (foreign or old-attempt events): the caller drops it."""
+        job = self.store.find_by_native_id(backend, native_id)
+        if job is None:
+            log.info("no job for %s native job %s; update dropped", backend, native_id)
+            return None
+        return self.apply_update(job, update)
+
+    def apply_update(self, job: JobRecord, update: NativeUpdate) -> Outcome:
+        """The one path every status change from a backend takes (events, process exits, sweeps)."""
+        outcome: Outcome = Outcome.DUPLICATE
+
+        def change(current: JobRecord) -> JobRecord:
+            nonlocal outcome
+            now = self.clock()
+            outcome = decide(current.status, current.native_status, current.native_time, current.attempt, update)
+            if outcome == Outcome.TRANSITION:
+                for step in path_to(current.status, update.status or current.status):
+                    _move(current, step, now, update.event_time)
+                    current.events.append(_event(now, "transition", step, update, current.attempt))
+            elif outcome == Outcome.REFRESH:
+                current.events.append(_event(now, "refresh", current.status, update, current.attempt))
+            else:
+                log.info("job %s: %s update %s ignored", current.id, outcome.value.lower(), update.native_status)
+                current.ignored_updates += 1
+                why = outcome.value.lower() + (f": {update.reason}" if update.reason else "")
+                current.events.append(_event(now, "ignored", current.status, update, current.attempt, reason=why))
+                _cap_ignored(current)
+                return current
+            current.native_status = update.native_status
+            current.native_time = update.event_time
+            if update.reason is not None and (outcome == Outcome.TRANSITION or current.status_reason is None):
+                current.status_reason = update.reason
+            return current
+
+        self._mutate(job.account_id, job.id, change, first=job)
+        if outcome in APPLIED:
+            log.info("job %s: %s (%s)", job.id, outcome.value.lower(), update.native_status)
+        return outcome
+
+    # ---- sweep --------------------------------------------------------------------------------
+
+    def sweep(self, *, reconcile_all: bool = False) -> SweepReport:
+        """Expire, reconcile and finish crashed submissions, reading only non-terminal jobs.
+
+        ``reconcile_all`` re-reads every active job regardless of age (local mode at start-up).
+        """
+        report = SweepReport()
+        cursor: str | None = None
+        while True:
+            jobs, cursor = self.store.list_active(limit=100, cursor=cursor)
+            for job in jobs:
+                report.scanned += 1
+                try:
+                    if self._sweep_one(job, reconcile_all):
+                        report.changed.append(job.id)
+                except TrainError as exc:
+                    report.errors += 1
+                    log.warning("sweep of job %s failed: %s", job.id, exc.detail)
+                    continue
+            if cursor is None:
+                break
+        return report
+
+    def _sweep_one(self, job: JobRecord, reconcile_all: bool) -> bool:
+        now = self.clock()
+        backend = self.backends.get(job.backend)
+        if backend is None:
+            return False
+        spec = job.spec
+        max_pending = _seconds(spec.get("max_pending"))
+        max_runtime = _seconds(spec.get("max_runtime"))
+        if job.status == Status.PENDING and max_pending and now > job.created_at + max_pending:
+            return self._expire(backend, job, "max_pending exceeded")
+        if (
+            job.status == Status.IN_PROGRESS and max_runtime and job.started_at
+            and now > job.started_at + max_runtime + self.expiry_grace
+        ):
+            return self._expire(backend, job, "max_runtime exceeded")
+        if not job.cloud_job_identifier:
+            if job.submit_claimed_at is not None and now - job.submit_claimed_at < self.submit_grace:
+                return False
+            claimed_at = job.submit_claimed_at
+
+            def claim(current: JobRecord) -> JobRecord | None:
+                if current.cloud_job_identifier or current.submit_claimed_at != claimed_at:
+                    raise _Lost()
+                current.submit_claimed_at = now
+                return current
+
+            try:
+                claimed = self._mutate(job.account_id, job.id, claim, first=job)
+            except _Lost:
+                return False
+            self._launch(backend, claimed)
+            return True
+        last = job.native_time or job.updated_at
+        if reconcile_all or now - max(last, job.updated_at) >= self.stale_after:
+            outcome = self.apply_update(job, backend.describe(job))
+            return outcome in APPLIED
+        return False
+
+    def _expire(self, backend: TrainingBackend, job: JobRecord, reason: str) -> bool:
+        if job.cloud_job_identifier:
+            backend.cancel(job)  # stop the native job first, so nothing is left billing
+        return self._end(job.account_id, job.id, Status.EXPIRED, reason) is not None
+
+    # ---- helpers ------------------------------------------------------------------------------
+
+    def _backend(self, name: str, path: tuple[str | int, ...]) -> TrainingBackend:
+        backend = self.backends.get(name)
+        if backend is None:
+            enabled = ", ".join(sorted(self.backends)) or "none"
+            raise InvalidSpecError.at(path, f"backend '{name}' is not enabled in this deployment (enabled: {enabled})")
+        return backend
+
+    def _get(self, account_id: str, job_id: str) -> JobRecord:
+        job = self.store.get(account_id, job_id)
+        if job is None:
+            raise NotFoundError(f"no job '{job_id}'")
+        return job
+
+    def _end(self, account_id: str, job_id: str, status: Status, reason: str) -> JobRecord | None:
+        """Move an active job to a terminal ``status`` decided by Train itself (not a backend).
+        Returns None if it had already ended."""
+        changed = False
+
+        def end(current: JobRecord) -> JobRecord | None:
+            nonlocal changed
+            if is_terminal(current.status):
+                return None
+            now = self.clock()
+            for step in path_to(current.status, status):
+                _move(current, step, now, None)
+                current.events.append(JobEvent(at=now, kind="transition", status=step, reason=reason,
+                                               attempt=current.attempt))
+            current.status_reason = reason
+            changed = True
+            return current
+
+        job = self._mutate(account_id, job_id, end)
+        return job if changed else None
+
+    def _mutate(
+        self, account_id: str, job_id: str, change: Callable[[JobRecord], JobRecord | None],
+        *, first: JobRecord | None = None,
+    ) -> JobRecord:
+        """Read, change, conditional-write; on conflict re-read and decide again. ``change`` gets a
+        copy and returns None to leave the job as it is."""
+        job = first
+        for _ in range(MAX_CAS_ATTEMPTS):
+            if job is None:
+                job = self._get(account_id, job_id)
+            draft = job.model_copy(deep=True)
+            new = change(draft)
+            if new is None:
+                return job
+            new.updated_at = self.clock()
+            try:
+                return self.store.update(new, expected_version=job.version, expected_status=job.status)
+            except VersionConflictError:
+                job = None
+        raise VersionConflictError(f"job {job_id} kept changing; gave up after {MAX_CAS_ATTEMPTS} attempts")
+
+
+class _Lost(Exception):
+    """Another sweeper or the original request took the submission first."""
+
+
+def _claim(key: str | None, body: dict[str, object]) -> IdempotencyClaim | None:
+    if not key:
+        return None
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return IdempotencyClaim(key=key, request_hash=digest)
+
+
+def _move(job: JobRecord, step: Status, now: datetime, event_time: datetime | None) -> None:
+    job.status = step
+    if step == Status.IN_PROGRESS:
+        job.started_at = event_time or now
+    if is_terminal(step):
+        job.ended_at = event_time or now
+
+
+def _event(
+    now: datetime, kind: Literal["transition", "refresh", "ignored"], status: Status, update: NativeUpdate,
+    attempt: int, *, reason: str | None = None,
+) -> JobEvent:
+    return JobEvent(
+        at=now, kind=kind, status=status, native_status=update.native_status,
+        reason=reason if reason is not None else update.reason, event_time=update.event_time,
+        attempt=update.attempt or attempt,
+    )
+
+
+def _note(now: datetime, job: JobRecord, reason: str) -> JobEvent:
+    return JobEvent(at=now, kind="note", status=job.status, reason=reason, attempt=job.attempt)
+
+
+def _cap_ignored(job: JobRecord) -> None:
+    ignored = [i for i, e in enumerate(job.events) if e.kind == "ignored"]
+    if len(ignored) > MAX_IGNORED_EVENTS:
+        drop = set(ignored[: len(ignored) - MAX_IGNORED_EVENTS])
+        job.events = [e for i, e in enumerate(job.events) if i not in drop]
+
+
+def _seconds(value: object) -> timedelta | None:
+    return None if value is None else parse_duration(value)
