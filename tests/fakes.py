@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 
 from core.errors import IdempotencyMismatchError, InvalidRequestError, VersionConflictError
@@ -135,8 +136,10 @@ class FakeBackend:
         self.name = name
         self.native: dict[str, str] = {}
         self.creates = 0
+        self.submit_calls = 0
+        self.submit_delay = 0.0
         self.canceled: list[str] = []
-        self.fail_next_submit: Exception | None = None
+        self.fail_next_submit: BaseException | None = None
         self.lose_response = False
         self.reject_spec: str | None = None
 
@@ -151,6 +154,9 @@ class FakeBackend:
         return f"fake-{job.id}-{job.attempt}"
 
     def submit(self, job: JobRecord) -> Submission:
+        self.submit_calls += 1
+        if self.submit_delay:
+            time.sleep(self.submit_delay)
         native_id = f"fake-{job.id}-{job.attempt}"
         if self.fail_next_submit is not None and not self.lose_response:
             exc, self.fail_next_submit = self.fail_next_submit, None

@@ -1,0 +1,174 @@
+"""The one place that reads configuration and picks adapters.
+
+Nothing happens at import time. Hosts (the local server, each cloud function) call ``build`` once
+and keep the wiring for warm invocations.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from core.config import Settings
+from core.errors import TrainError
+from core.ports import JobStore, KeyStore, TrainingBackend
+from core.service import TrainService
+
+log = logging.getLogger("train.bootstrap")
+
+
+class ConfigError(TrainError):
+    """The deployment's configuration names something this build cannot provide."""
+
+
+@dataclass
+class Wiring:
+    settings: Settings
+    store: JobStore
+    keys: KeyStore
+    backends: dict[str, TrainingBackend]
+    service: TrainService
+    closers: list[Any] = field(default_factory=list)
+
+    def close(self) -> None:
+        for closer in self.closers:
+            closer()
+
+
+def build_store(url: str) -> Any:
+    """A store that is both the ``JobStore`` and the ``KeyStore`` for ``TRAIN_STORE``'s URL."""
+    if url.startswith("sqlite:///"):
+        from core.stores.sqlite import SQLiteJobStore
+
+        path = Path(url.removeprefix("sqlite:///"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SQLiteJobStore(path)
+    raise ConfigError(f"TRAIN_STORE '{url}' is not a store this build supports (sqlite:///path)")
+
+
+def build_backend(name: str, settings: Settings) -> TrainingBackend:
+    if name == "local":
+        from core.backends.local import LocalBackend
+
+        return LocalBackend(settings.data_dir, stop_grace=settings.local_stop_grace_seconds)
+    raise ConfigError(f"TRAIN_BACKENDS names '{name}', which this build does not provide")
+
+
+def build(settings: Settings | None = None) -> Wiring:
+    settings = settings or Settings()
+    store = build_store(settings.store_url)
+    backends = {name: build_backend(name, settings) for name in settings.backend_names}
+    service = TrainService(
+        store,
+        backends,
+        submit_grace=timedelta(seconds=settings.submit_grace_seconds),
+        stale_after=timedelta(seconds=settings.stale_after_seconds),
+        expiry_grace=timedelta(seconds=settings.expiry_grace_seconds),
+    )
+    wiring = Wiring(settings, store, store, backends, service)
+    local = backends.get("local")
+    if local is not None:
+        # Process exits reach the service through the same path as cloud events.
+        local.set_listener(lambda native_id, update: service.apply_native_update("local", native_id, update))  # type: ignore[attr-defined]
+        wiring.closers.append(local.close)  # type: ignore[attr-defined]
+    return wiring
+
+
+def open_keys(data_dir: Path) -> KeyStore:
+    """The key store of a local data directory, for ``train keys ...`` while the server runs or not."""
+    store: KeyStore = build_store(Settings(data_dir=data_dir).store_url)
+    return store
+
+
+class Sweeper:
+    """Runs ``service.sweep`` every ``interval`` seconds on a daemon thread (local mode's scheduler)."""
+
+    def __init__(self, service: TrainService, interval: float) -> None:
+        self._service = service
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="train-sweeper", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                report = self._service.sweep()
+            except Exception:  # the scheduler must outlive one bad sweep
+                log.exception("sweep failed")
+                continue
+            if report.changed or report.errors:
+                log.info("sweep: %d active, %d changed, %d errors", report.scanned, len(report.changed), report.errors)
+
+
+def ensure_dev_credentials(wiring: Wiring, url: str) -> tuple[dict[str, str], bool]:
+    """The development account's credentials, created on first start. Only the key's hash is
+    stored; the plaintext lives in ``credentials.json`` (mode 0600) in the data directory."""
+    from core.auth import create_key
+
+    path = wiring.settings.data_dir / "credentials.json"
+    account = wiring.settings.account_id
+    creds: dict[str, str] = {}
+    if path.exists():
+        creds = json.loads(path.read_text())
+        key_id = creds.get("api_key", "").split("_")[1:2]
+        stored = wiring.keys.get_key(key_id[0]) if key_id else None
+        if stored is None or stored.revoked_at is not None:
+            creds = {}
+    created = not creds
+    if created:
+        api_key, _ = create_key(wiring.keys, [account], label="created by train serve")
+        creds = {"account_id": account, "api_key": api_key}
+    creds["url"] = url
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(creds, handle, indent=2)
+    os.replace(tmp, path)
+    return creds, created
+
+
+def serve_local(host: str, port: int, data_dir: Path) -> None:
+    """``train serve``: the HTTP API with SQLite and the local backend, until SIGINT or SIGTERM."""
+    from core.api import create_app
+    from core.server import LocalHTTPServer
+
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    settings = Settings(data_dir=data_dir)
+    wiring = build(settings)
+    server = LocalHTTPServer(lambda: create_app(wiring.service, wiring.keys), host=host, port=port)
+    url = f"http://{host}:{server.port}"
+    creds, created = ensure_dev_credentials(wiring, url)
+    report = wiring.service.sweep(reconcile_all=True)
+    if report.scanned:
+        print(f"Reconciled {report.scanned} job(s) left from the last run.", flush=True)
+    sweeper = Sweeper(wiring.service, settings.sweep_interval_seconds)
+    sweeper.start()
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    if created:
+        print(f"Created development account '{creds['account_id']}' with API key {creds['api_key']}", flush=True)
+    print(f"Credentials are in {data_dir / 'credentials.json'}", flush=True)
+    print(f"Train is listening on {url}", flush=True)
+    try:
+        stop.wait()
+    finally:
+        print("Stopping Train.", flush=True)
+        server.stop()
+        sweeper.stop()
+        wiring.close()
