@@ -21,6 +21,9 @@ class IdempotencyClaim:
     request_hash: str
 
 
+JobPage = tuple[list[JobRecord], str | None]  # named here: a method called `list` shadows the builtin
+
+
 class JobStore(Protocol):
     """Job records partitioned by account, with a sparse index of non-terminal jobs and a lookup
     from a backend's native job id to our job."""
@@ -52,17 +55,20 @@ class JobStore(Protocol):
         """
         ...
 
-    def list(self, account_id: str, query: JobQuery) -> tuple[list[JobRecord], str | None]:
+    def list(self, account_id: str, query: JobQuery) -> JobPage:
         """One page of the account's jobs, newest first, and the cursor of the next page."""
         ...
 
-    def list_active(self, *, limit: int = 100, cursor: str | None = None) -> tuple[list[JobRecord], str | None]:
+    def list_active(self, *, limit: int = 100, cursor: str | None = None) -> JobPage:
         """One page of non-terminal jobs across accounts, read through the sparse index only."""
         ...
 
     def find_by_native_id(self, backend: str, native_id: str) -> JobRecord | None:
         """The job whose current attempt runs as ``native_id`` on ``backend``."""
         ...
+
+
+KeyList = list[ApiKey]
 
 
 class KeyStore(Protocol):
@@ -72,7 +78,7 @@ class KeyStore(Protocol):
 
     def get_key(self, key_id: str) -> ApiKey | None: ...
 
-    def list_keys(self, account_id: str | None = None) -> list[ApiKey]: ...
+    def list_keys(self, account_id: str | None = None) -> KeyList: ...
 
     def revoke_key(self, key_id: str, at: datetime) -> bool:
         """Mark the key revoked; False if there is no such key."""

@@ -35,11 +35,12 @@ from core.model import (
     NativeJobRequest,
     StorageMount,
 )
-from core.ports import IdempotencyClaim, JobStore, TrainingBackend
+from core.ports import IdempotencyClaim, JobPage, JobStore, TrainingBackend
 
 log = logging.getLogger("train.service")
 
 MAX_CAS_ATTEMPTS = 16
+Checkpoints = list[Checkpoint]  # named here: TrainService.list shadows the builtin in the class body
 
 
 def utcnow() -> datetime:
@@ -189,7 +190,7 @@ class TrainService:
     def get(self, account_id: str, job_id: str) -> JobRecord:
         return self._get(account_id, job_id)
 
-    def list(self, account_id: str, query: JobQuery) -> tuple[list[JobRecord], str | None]:
+    def list(self, account_id: str, query: JobQuery) -> JobPage:
         return self.store.list(account_id, query)
 
     def logs(
@@ -201,7 +202,7 @@ class TrainService:
             return LogPage(lines=[], next_cursor=cursor)
         return self.backends[job.backend].logs(job, cursor=cursor, limit=limit, since=since)
 
-    def checkpoints(self, account_id: str, job_id: str) -> list[Checkpoint]:
+    def checkpoints(self, account_id: str, job_id: str) -> Checkpoints:
         job = self._get(account_id, job_id)
         return self.backends[job.backend].checkpoints(job)
 

@@ -19,7 +19,7 @@ from core.model import (
     NativeJobRequest,
     Submission,
 )
-from core.ports import IdempotencyClaim
+from core.ports import IdempotencyClaim, JobPage
 from core.stores.cursor import decode_cursor, encode_cursor
 
 
@@ -67,7 +67,7 @@ class InMemoryJobStore:
             self.writes += 1
             return stored.model_copy(deep=True)
 
-    def list(self, account_id: str, query: JobQuery) -> tuple[list[JobRecord], str | None]:
+    def list(self, account_id: str, query: JobQuery) -> JobPage:
         after = decode_cursor(query.cursor, keys=("id",))["id"] if query.cursor else None
         jobs = sorted((j for j in self._jobs.values() if j.account_id == account_id), key=lambda j: j.id, reverse=True)
         out = []
@@ -90,7 +90,7 @@ class InMemoryJobStore:
             return out, encode_cursor({"id": out[-1].id})
         return out, None
 
-    def list_active(self, *, limit: int = 100, cursor: str | None = None) -> tuple[list[JobRecord], str | None]:
+    def list_active(self, *, limit: int = 100, cursor: str | None = None) -> JobPage:
         after = decode_cursor(cursor, keys=("id",))["id"] if cursor else ""
         active = sorted((j for j in self._jobs.values() if j.status in ACTIVE and j.id > after), key=lambda j: j.id)
         page = [j.model_copy(deep=True) for j in active[:limit]]

@@ -196,9 +196,11 @@ class SQLiteJobStore:
 
     def get(self, account_id: str, job_id: str) -> JobRecord | None:
         with _translated():
-            row = self._conn().execute(
-                "SELECT record FROM jobs WHERE id = ? AND account_id = ?", (job_id, account_id)
-            ).fetchone()
+            row = (
+                self._conn()
+                .execute("SELECT record FROM jobs WHERE id = ? AND account_id = ?", (job_id, account_id))
+                .fetchone()
+            )
         return JobRecord.model_validate_json(row[0]) if row else None
 
     def update(self, job: JobRecord, *, expected_version: int, expected_status: Status) -> JobRecord:
@@ -255,9 +257,11 @@ class SQLiteJobStore:
 
     def find_by_native_id(self, backend: str, native_id: str) -> JobRecord | None:
         with _translated():
-            row = self._conn().execute(
-                "SELECT record FROM jobs WHERE backend = ? AND native_id = ?", (backend, native_id)
-            ).fetchone()
+            row = (
+                self._conn()
+                .execute("SELECT record FROM jobs WHERE backend = ? AND native_id = ?", (backend, native_id))
+                .fetchone()
+            )
         return JobRecord.model_validate_json(row[0]) if row else None
 
     # ---- KeyStore -------------------------------------------------------------------------------
@@ -286,11 +290,15 @@ class SQLiteJobStore:
             if account_id is None:
                 rows = self._conn().execute("SELECT record FROM api_keys ORDER BY created_at, key_id").fetchall()
             else:
-                rows = self._conn().execute(
-                    "SELECT record FROM api_keys JOIN api_key_accounts USING (key_id)"
-                    " WHERE account_id = ? ORDER BY created_at, key_id",
-                    (account_id,),
-                ).fetchall()
+                rows = (
+                    self._conn()
+                    .execute(
+                        "SELECT record FROM api_keys JOIN api_key_accounts USING (key_id)"
+                        " WHERE account_id = ? ORDER BY created_at, key_id",
+                        (account_id,),
+                    )
+                    .fetchall()
+                )
         return [ApiKey.model_validate_json(row[0]) for row in rows]
 
     def revoke_key(self, key_id: str, at: datetime) -> bool:

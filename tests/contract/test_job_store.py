@@ -51,10 +51,9 @@ def _advance(store: JobStore, job: JobRecord, **changes: Any) -> JobRecord:
 
 
 def test_create_then_get_returns_the_same_record(job_store: JobStore) -> None:
-    job = make_job(labels_project := "default")
+    job = make_job(project="vision", native_id="run-1")
     stored, created = job_store.create(job)
     assert created and stored == job
-    assert stored.project == labels_project
     assert job_store.get(job.account_id, job.id) == job
 
 
@@ -237,9 +236,8 @@ def test_filters_alone_and_combined_with_paging(
     job_store: JobStore, mixed: list[JobRecord], query: dict[str, Any], limit: int
 ) -> None:
     def matches(job: JobRecord) -> bool:
-        return (
-            ("status" not in query or job.status in query["status"])
-            and all(getattr(job, f) == query[f] for f in ("backend", "project", "name") if f in query)
+        return ("status" not in query or job.status in query["status"]) and all(
+            getattr(job, f) == query[f] for f in ("backend", "project", "name") if f in query
         )
 
     expected = [j.id for j in reversed(mixed) if matches(j)]
@@ -267,13 +265,9 @@ def test_a_bad_cursor_is_a_bad_request(job_store: JobStore, cursor: str) -> None
 # ---- active index -----------------------------------------------------------------------------
 
 
-def test_list_active_holds_only_non_terminal_jobs_across_accounts(
-    job_store: JobStore, mixed: list[JobRecord]
-) -> None:
+def test_list_active_holds_only_non_terminal_jobs_across_accounts(job_store: JobStore, mixed: list[JobRecord]) -> None:
     other = _create(job_store, make_job("acct-b", seq=100), make_job("acct-b", seq=101, status=Status.CANCELED))
-    expected = sorted(
-        [j.id for j in mixed if j.status in (Status.PENDING, Status.IN_PROGRESS)] + [other[0].id]
-    )
+    expected = sorted([j.id for j in mixed if j.status in (Status.PENDING, Status.IN_PROGRESS)] + [other[0].id])
     assert _all_active(job_store, limit=100) == expected
     assert _all_active(job_store, limit=4) == expected
     assert _all_active(job_store, limit=len(expected)) == expected
