@@ -1,0 +1,9 @@
+"""Run every benchmark in this folder and print its ratios."""
+
+from __future__ import annotations
+
+from bench import service_overhead, status_updates
+
+if __name__ == "__main__":
+    for module in (service_overhead, status_updates):
+        module.main()
