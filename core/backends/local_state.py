@@ -60,8 +60,11 @@ def from_local_state(
 
 def from_local_exit(exit_info: Mapping[str, Any], *, attempt: int | None = None) -> NativeUpdate:
     """Map the launcher's ``exit.json`` (``exit_code``, ``signal``, ``stop_cause``, ``ended_at``,
-    and ``error`` when the command could not start) to the job's final update."""
+    ``error`` when the command could not start, ``lost`` when the backend found the launcher gone
+    without an exit record) to the job's final update."""
     ended = parse_time(exit_info.get("ended_at"))
+    if exit_info.get("lost"):
+        return from_local_state("Lost", ended, attempt=attempt)
     cause = exit_info.get("stop_cause")
     if cause:
         return from_local_state("Stopped", ended, attempt=attempt, stop_cause=str(cause))
