@@ -6,6 +6,7 @@ errors; a server that cannot be reached is a ``TrainConnectionError``.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import time
@@ -147,9 +148,9 @@ class TrainClient:
         if body is not None:
             data = json.dumps(body).encode()
             sent["Content-Type"] = "application/json"
-        request = urllib.request.Request(url, data=data, headers=sent, method=method)  # noqa: S310 (http(s) only)
         if not url.startswith(("http://", "https://")):
             raise MissingCredentialsError(f"the Train URL must start with http:// or https://, got {self.url!r}")
+        request = urllib.request.Request(url, data=data, headers=sent, method=method)  # noqa: S310 (http(s) only)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 raw = response.read()
@@ -198,7 +199,7 @@ class TrainClient:
 
     def iter_jobs(
         self,
-        status: str | list[str] | None = None,
+        status: str | builtins.list[str] | None = None,
         backend: str | None = None,
         project: str | None = None,
         name: str | None = None,
@@ -238,22 +239,24 @@ class TrainClient:
         on_log: Callable[[Json], None] | None = None,
         poll: float = 1.0,
         since: datetime | str | None = None,
+        known_status: str | None = None,
     ) -> Json:
         """Poll the job and its logs until it reaches a terminal status, then drain the logs.
 
-        ``on_status`` gets the job at each status change (the first read included), ``on_log``
-        each new log line once. Returns the final job.
+        ``on_status`` gets the job at each status change (the first read too, unless its status
+        is ``known_status``), ``on_log`` each new log line once. Returns the final job.
         """
         tail = LogTail(self, job_id, since=since)
-        last_status: str | None = None
+        last_status = known_status
         while True:
             job = self.get(job_id)
-            if job.get("status") != last_status:
-                last_status = job.get("status")
+            status = job.get("status")
+            finished = status in TERMINAL_STATUSES
+            if status != last_status and not finished:
+                last_status = status
                 if on_status is not None:
                     on_status(job)
-            finished = last_status in TERMINAL_STATUSES
-            while True:
+            while True:  # a finished job's lines are all read before its end is reported
                 lines = tail.fetch()
                 for line in lines:
                     if on_log is not None:
@@ -261,6 +264,8 @@ class TrainClient:
                 if not lines or not (finished or tail.more):
                     break
             if finished:
+                if on_status is not None:
+                    on_status(job)
                 return job
             time.sleep(poll)
 
@@ -286,12 +291,11 @@ class LogTail:
         page = self.client.logs(self.job_id, cursor=self.cursor, limit=self.page_size, since=self.since)
         lines = [line for line in page.get("lines", []) if isinstance(line, dict)]
         next_cursor = page.get("next_cursor")
+        fresh = lines[self.seen:]
         if next_cursor and next_cursor != self.cursor:
-            fresh = lines[self.seen:] if False else lines
             self.cursor, self.seen = next_cursor, 0
             self.more = len(lines) >= self.page_size
             return fresh
-        fresh = lines[self.seen:]
         self.seen = max(self.seen, len(lines))
         self.more = False
         return fresh
