@@ -48,7 +48,7 @@ def create_key(
 ) -> tuple[str, ApiKey]:
     """Create and store a key granted ``account_ids``. Returns the plaintext (shown once) and the
     stored record, which holds only the secret's hash."""
-    accounts = list(dict.fromkeys(account_ids))
+    accounts = [account_ids] if isinstance(account_ids, str) else list(dict.fromkeys(account_ids))
     if not accounts:
         raise InvalidRequestError("a key needs at least one account", errors=[FieldError(("account_ids",), "empty")])
     for i, account in enumerate(accounts):
