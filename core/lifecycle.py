@@ -59,9 +59,9 @@ def path_to(current: Status, target: Status) -> list[Status]:
                 if step in seen:
                     continue
                 if step == target:
-                    return route[1:] + [step]
+                    return [*route[1:], step]
                 seen.add(step)
-                nxt.append(route + [step])
+                nxt.append([*route, step])
         frontier = nxt
     return []
 

@@ -7,7 +7,7 @@ import binascii
 import json
 from typing import Any
 
-from core.errors import InvalidRequestError, FieldError
+from core.errors import FieldError, InvalidRequestError
 
 
 def encode_cursor(position: dict[str, Any]) -> str:
@@ -30,4 +30,5 @@ def decode_cursor(cursor: str, *, keys: tuple[str, ...]) -> dict[str, Any]:
 
 
 def _bad() -> InvalidRequestError:
-    return InvalidRequestError("cursor is not one this API returned", errors=[FieldError(("cursor",), "invalid cursor")])
+    error = FieldError(("cursor",), "invalid cursor")
+    return InvalidRequestError("cursor is not one this API returned", errors=[error])

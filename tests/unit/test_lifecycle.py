@@ -3,6 +3,7 @@ native updates never regress a job and always end where the latest native state 
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -109,7 +110,9 @@ def native_histories(draw: st.DrawFn) -> list[NativeUpdate]:
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(history=native_histories(), data=st.data())
-def test_reordered_duplicated_updates_end_at_latest_native_state(history: list[NativeUpdate], data: st.DataObject) -> None:
+def test_reordered_duplicated_updates_end_at_latest_native_state(
+    history: list[NativeUpdate], data: st.DataObject
+) -> None:
     store, backend = InMemoryJobStore(), FakeBackend()
     service = TrainService(store, {"local": backend}, clock=FakeClock())
     job, _ = service.submit("acct", JobSpec(name="prop", backend="local", command=["true"]))
@@ -132,7 +135,7 @@ def test_reordered_duplicated_updates_end_at_latest_native_state(history: list[N
     assert final.native_status == latest.native_status
     assert final.native_time == latest.event_time
     transitions = [e.status for e in final.events if e.kind == "transition"]
-    for before, after in zip(transitions, transitions[1:], strict=False):
+    for before, after in itertools.pairwise(transitions):
         assert can_transition(before, after)
     # every delivery is either applied or recorded as ignored
     applied = sum(1 for e in final.events if e.kind == "refresh") + len({

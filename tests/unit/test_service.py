@@ -9,7 +9,7 @@ import pytest
 
 from core.errors import BackendError, IdempotencyMismatchError, InvalidSpecError, NotFoundError
 from core.lifecycle import NativeUpdate, Outcome, Status
-from core.model import MAX_IGNORED_EVENTS, JobSpec, NativeJobRequest
+from core.model import MAX_IGNORED_EVENTS, JobQuery, JobSpec, NativeJobRequest
 from core.service import TrainService
 from tests.fakes import FakeBackend, FakeClock, InMemoryJobStore
 
@@ -52,13 +52,7 @@ def test_idempotency_key_replays_first_job_and_refuses_a_different_body() -> Non
     other, created_other = service.submit("other", spec(), idempotency_key="k1")
     assert created_other and other.id != first.id
     assert backend.creates == 2
-    assert len(store.list("acct", store_query())[0]) == 1
-
-
-def store_query():  # type: ignore[no-untyped-def]
-    from core.model import JobQuery
-
-    return JobQuery(limit=100)
+    assert len(store.list("acct", JobQuery(limit=100))[0]) == 1
 
 
 def test_unknown_backend_is_refused_before_anything_is_written() -> None:
@@ -74,7 +68,7 @@ def test_crash_between_store_write_and_backend_call_is_finished_by_the_sweeper_e
     backend.fail_next_submit = Crash()
     with pytest.raises(Crash):
         service.submit("acct", spec())
-    (job,), _ = store.list("acct", store_query())
+    (job,), _ = store.list("acct", JobQuery(limit=100))
     assert job.status == Status.PENDING and not job.cloud_job_identifier and backend.creates == 0
 
     assert service.sweep().changed == []  # still inside the grace: the request may be in flight
@@ -161,7 +155,8 @@ def test_ignored_updates_are_capped_but_counted() -> None:
 
 def test_update_for_an_unknown_native_job_is_dropped() -> None:
     service, _, _, clock = make()
-    assert service.apply_native_update("local", "not-ours", NativeUpdate("Running", Status.IN_PROGRESS, clock())) is None
+    running = NativeUpdate("Running", Status.IN_PROGRESS, clock())
+    assert service.apply_native_update("local", "not-ours", running) is None
 
 
 def test_cancel_without_native_job_is_immediate() -> None:
@@ -217,7 +212,7 @@ def test_sweeper_reconciles_jobs_whose_events_were_lost() -> None:
 
 
 def test_sweeper_reads_only_active_jobs() -> None:
-    service, store, _, clock = make()
+    service, _, _, clock = make()
     for n in range(30):
         job, _ = service.submit("acct", spec(name=f"done-{n}"))
         update(service, job.id, "Succeeded", Status.COMPLETED, clock)
