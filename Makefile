@@ -23,9 +23,10 @@ demo: install
 serve: install
 	$(VENV)/bin/train serve
 
-## test: install everything and run the whole suite
+## test: install everything, lint, type-check core/ and run the whole suite
 test: install
 	$(VENV)/bin/ruff check core functions tests bench examples
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -p no:cacheprovider
 
 ## lint: ruff and mypy on core/
