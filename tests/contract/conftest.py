@@ -19,17 +19,20 @@ from core.lifecycle import Status
 from core.model import JobRecord
 from core.stores.sqlite import SQLiteJobStore
 from tests.fakes import InMemoryJobStore, InMemoryKeyStore
+from tests.servers import new_dynamodb_store
 
 Factory = Callable[[Path], Any]
 
 STORE_FACTORIES: dict[str, Factory] = {
     "memory": lambda tmp_path: InMemoryJobStore(),
     "sqlite": lambda tmp_path: SQLiteJobStore(tmp_path / "train.db"),
+    "dynamodb": lambda tmp_path: new_dynamodb_store(),
 }
 
 KEY_STORE_FACTORIES: dict[str, Factory] = {
     "memory": lambda tmp_path: InMemoryKeyStore(),
     "sqlite": lambda tmp_path: SQLiteJobStore(tmp_path / "train.db"),
+    "dynamodb": lambda tmp_path: new_dynamodb_store(),
 }
 
 

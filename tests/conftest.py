@@ -1,0 +1,17 @@
+"""Session-wide test servers: shared by every test that asks for them, stopped at the end."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.servers import MOTO
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> str:
+    """The URL of the session's moto server on 127.0.0.1 (started on first use)."""
+    return MOTO.url()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    MOTO.stop()
