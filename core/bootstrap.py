@@ -50,7 +50,11 @@ def build_store(url: str) -> Any:
         path = Path(url.removeprefix("sqlite:///"))
         path.parent.mkdir(parents=True, exist_ok=True)
         return SQLiteJobStore(path)
-    raise ConfigError(f"TRAIN_STORE '{url}' is not a store this build supports (sqlite:///path)")
+    if url.startswith("dynamodb://"):
+        from core.stores.dynamodb import DynamoDBJobStore
+
+        return DynamoDBJobStore(url.removeprefix("dynamodb://"))
+    raise ConfigError(f"TRAIN_STORE '{url}' is not a store this build supports (sqlite:///path, dynamodb://table)")
 
 
 def build_backend(name: str, settings: Settings) -> TrainingBackend:
@@ -58,6 +62,16 @@ def build_backend(name: str, settings: Settings) -> TrainingBackend:
         from core.backends.local import LocalBackend
 
         return LocalBackend(settings.data_dir, stop_grace=settings.local_stop_grace_seconds)
+    if name == "sagemaker":
+        from core.backends.sagemaker import SageMakerBackend
+
+        if not settings.sagemaker_role_arn or not settings.sagemaker_output_uri:
+            raise ConfigError("the sagemaker backend needs TRAIN_SAGEMAKER_ROLE_ARN and TRAIN_SAGEMAKER_OUTPUT_URI")
+        return SageMakerBackend(
+            role_arn=settings.sagemaker_role_arn,
+            output_s3_uri=settings.sagemaker_output_uri,
+            job_prefix=settings.job_prefix,
+        )
     raise ConfigError(f"TRAIN_BACKENDS names '{name}', which this build does not provide")
 
 

@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     stale_after_seconds: float = Field(default=600.0, ge=0)
     expiry_grace_seconds: float = Field(default=300.0, ge=0)
     local_stop_grace_seconds: float = Field(default=10.0, ge=0)
+    # SageMaker: the execution role jobs run as, and where outputs and checkpoints go.
+    sagemaker_role_arn: str | None = None
+    sagemaker_output_uri: str | None = Field(default=None, pattern=r"^s3://[^/]+(/.*)?$")
 
     @property
     def store_url(self) -> str:
