@@ -47,6 +47,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+SweepAction = Literal["submitted", "expired", "reconciled"]
+
+
 @dataclass
 class SweepReport:
     scanned: int = 0
@@ -291,7 +294,9 @@ class TrainService:
             for job in jobs:
                 report.scanned += 1
                 try:
-                    if self._sweep_one(job, reconcile_all):
+                    action = self._sweep_one(job, reconcile_all)
+                    if action is not None:
+                        setattr(report, action, getattr(report, action) + 1)
                         report.changed.append(job.id)
                 except TrainError as exc:
                     report.errors += 1
@@ -301,24 +306,25 @@ class TrainService:
                 break
         return report
 
-    def _sweep_one(self, job: JobRecord, reconcile_all: bool) -> bool:
+    def _sweep_one(self, job: JobRecord, reconcile_all: bool) -> SweepAction | None:
+        """Do what one active job needs; returns which ``SweepReport`` counter it counts under."""
         now = self.clock()
         backend = self.backends.get(job.backend)
         if backend is None:
-            return False
+            return None
         spec = job.spec
         max_pending = _seconds(spec.get("max_pending"))
         max_runtime = _seconds(spec.get("max_runtime"))
         if job.status == Status.PENDING and max_pending and now > job.created_at + max_pending:
-            return self._expire(backend, job, "max_pending exceeded")
+            return "expired" if self._expire(backend, job, "max_pending exceeded") else None
         if (
             job.status == Status.IN_PROGRESS and max_runtime and job.started_at
             and now > job.started_at + max_runtime + self.expiry_grace
         ):
-            return self._expire(backend, job, "max_runtime exceeded")
+            return "expired" if self._expire(backend, job, "max_runtime exceeded") else None
         if not job.cloud_job_identifier:
             if job.submit_claimed_at is not None and now - job.submit_claimed_at < self.submit_grace:
-                return False
+                return None
             claimed_at = job.submit_claimed_at
 
             def claim(current: JobRecord) -> JobRecord | None:
@@ -330,14 +336,14 @@ class TrainService:
             try:
                 claimed = self._mutate(job.account_id, job.id, claim, first=job)
             except _Lost:
-                return False
+                return None
             self._launch(backend, claimed)
-            return True
+            return "submitted"
         last = job.native_time or job.updated_at
         if reconcile_all or now - max(last, job.updated_at) >= self.stale_after:
             outcome = self.apply_update(job, backend.describe(job))
-            return outcome in APPLIED
-        return False
+            return "reconciled" if outcome in APPLIED else None
+        return None
 
     def _expire(self, backend: TrainingBackend, job: JobRecord, reason: str) -> bool:
         if job.cloud_job_identifier:

@@ -94,7 +94,7 @@ def test_lost_create_response_is_retried_without_a_second_native_job() -> None:
     job, _ = service.submit("acct", spec())
     assert job.status == Status.PENDING and not job.cloud_job_identifier
     clock.advance(minutes=2)
-    service.sweep()
+    assert service.sweep().submitted == 1
     job = service.get("acct", job.id)
     assert job.cloud_job_identifier and backend.creates == 1
 
@@ -190,7 +190,7 @@ def test_sweeper_expires_pending_and_overrunning_jobs_after_stopping_them() -> N
     update(service, running.id, "Running", Status.IN_PROGRESS, clock)
     clock.advance(minutes=61)
     report = service.sweep()
-    assert report.changed == [waiting.id]
+    assert report.changed == [waiting.id] and report.expired == 1 and report.scanned == 2
     assert service.get("acct", waiting.id).status == Status.EXPIRED
     assert service.get("acct", waiting.id).status_reason == "max_pending exceeded"
     clock.advance(minutes=60 + 6)
@@ -207,7 +207,8 @@ def test_sweeper_reconciles_jobs_whose_events_were_lost() -> None:
     clock.advance(minutes=5)
     assert service.sweep().changed == []
     clock.advance(minutes=6)
-    assert service.sweep().changed == [job.id]
+    report = service.sweep()
+    assert report.changed == [job.id] and report.reconciled == 1
     assert service.get("acct", job.id).status == Status.COMPLETED
 
 
