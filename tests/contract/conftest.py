@@ -19,6 +19,7 @@ from core.lifecycle import Status
 from core.model import JobRecord
 from core.stores.sqlite import SQLiteJobStore
 from tests.fakes import InMemoryJobStore, InMemoryKeyStore
+from tests.firestore_emulator import new_firestore_store
 from tests.servers import new_dynamodb_store
 
 Factory = Callable[[Path], Any]
@@ -27,12 +28,14 @@ STORE_FACTORIES: dict[str, Factory] = {
     "memory": lambda tmp_path: InMemoryJobStore(),
     "sqlite": lambda tmp_path: SQLiteJobStore(tmp_path / "train.db"),
     "dynamodb": lambda tmp_path: new_dynamodb_store(),
+    "firestore": lambda tmp_path: new_firestore_store(),
 }
 
 KEY_STORE_FACTORIES: dict[str, Factory] = {
     "memory": lambda tmp_path: InMemoryKeyStore(),
     "sqlite": lambda tmp_path: SQLiteJobStore(tmp_path / "train.db"),
     "dynamodb": lambda tmp_path: new_dynamodb_store(),
+    "firestore": lambda tmp_path: new_firestore_store(),
 }
 
 
