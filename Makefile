@@ -5,7 +5,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo serve test lint bench clean
+NODE_STAMP := node_modules/.package-lock.copy
+
+.PHONY: install demo serve test lint bench iac-aws clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +17,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Pinned npm tools (Serverless Framework v3, the Firestore emulator), exactly as package-lock.json says.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	cp package-lock.json $(NODE_STAMP)
+
 ## demo: start the local service, run examples/hello to COMPLETED, print its logs and checkpoints, stop
 demo: install
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" bash examples/demo.sh
@@ -23,11 +30,16 @@ demo: install
 serve: install
 	$(VENV)/bin/train serve
 
-## test: install everything, lint, type-check core/ and run the whole suite
-test: install
+## test: install everything, lint, type-check core/, check the AWS template, run the whole suite
+test: install $(NODE_STAMP)
 	$(VENV)/bin/ruff check core functions tests bench examples
 	$(VENV)/bin/mypy
+	$(MAKE) --no-print-directory iac-aws
 	$(PY) -m pytest -q -p no:cacheprovider
+
+## iac-aws: serverless package, then cfn-lint and checkov on the generated CloudFormation template
+iac-aws: install $(NODE_STAMP)
+	bash infra/check_aws.sh
 
 ## lint: ruff and mypy on core/
 lint: install
@@ -39,4 +51,4 @@ bench: install
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .train-demo .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) node_modules build .serverless .train-demo .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -54,7 +54,13 @@ def build_store(url: str) -> Any:
         from core.stores.dynamodb import DynamoDBJobStore
 
         return DynamoDBJobStore(url.removeprefix("dynamodb://"))
-    raise ConfigError(f"TRAIN_STORE '{url}' is not a store this build supports (sqlite:///path, dynamodb://table)")
+    if url.startswith("firestore://"):
+        from core.stores.firestore import FirestoreJobStore
+
+        return FirestoreJobStore(url.removeprefix("firestore://"))
+    raise ConfigError(
+        f"TRAIN_STORE '{url}' is not a store this build supports (sqlite:///path, dynamodb://table, firestore://prefix)"
+    )
 
 
 def build_backend(name: str, settings: Settings) -> TrainingBackend:
