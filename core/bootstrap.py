@@ -71,14 +71,46 @@ def build_backend(name: str, settings: Settings) -> TrainingBackend:
     if name == "sagemaker":
         from core.backends.sagemaker import SageMakerBackend
 
-        if not settings.sagemaker_role_arn or not settings.sagemaker_output_uri:
-            raise ConfigError("the sagemaker backend needs TRAIN_SAGEMAKER_ROLE_ARN and TRAIN_SAGEMAKER_OUTPUT_URI")
-        return SageMakerBackend(
-            role_arn=settings.sagemaker_role_arn,
-            output_s3_uri=settings.sagemaker_output_uri,
-            job_prefix=settings.job_prefix,
+        role, output = _required(settings, "sagemaker_role_arn", "sagemaker_output_uri", backend=name)
+        return SageMakerBackend(role_arn=role, output_s3_uri=output, job_prefix=settings.job_prefix)
+    if name == "vertex-ai":
+        from core.backends.vertex import VertexBackend
+
+        project, location, bucket = _required(
+            settings, "vertex_project", "vertex_location", "vertex_staging_bucket", backend=name
+        )
+        options = {
+            key: value
+            for key, value in (
+                ("api_endpoint", settings.vertex_endpoint),
+                ("logging_endpoint", settings.vertex_logging_endpoint),
+                ("storage_endpoint", settings.vertex_storage_endpoint),
+            )
+            if value
+        }
+        return VertexBackend(
+            project=project, location=location, staging_bucket=bucket, job_prefix=settings.job_prefix,
+            service_account=settings.vertex_service_account, client_options=options or None,
+        )
+    if name == "azure-ml":
+        from core.backends.azureml import AzureMLBackend
+
+        subscription, group, workspace = _required(
+            settings, "azureml_subscription_id", "azureml_resource_group", "azureml_workspace", backend=name
+        )
+        return AzureMLBackend(
+            subscription_id=subscription, resource_group=group, workspace=workspace,
+            compute=settings.azureml_compute, job_prefix=settings.job_prefix,
+            base_url=settings.azureml_base_url, blob_endpoint=settings.azureml_blob_endpoint,
         )
     raise ConfigError(f"TRAIN_BACKENDS names '{name}', which this build does not provide")
+
+
+def _required(settings: Settings, *fields: str, backend: str) -> list[str]:
+    missing = [f"TRAIN_{f.upper()}" for f in fields if not getattr(settings, f)]
+    if missing:
+        raise ConfigError(f"the {backend} backend needs {', '.join(missing)}")
+    return [str(getattr(settings, f)) for f in fields]
 
 
 def build(settings: Settings | None = None) -> Wiring:

@@ -34,6 +34,21 @@ class Settings(BaseSettings):
     # SageMaker: the execution role jobs run as, and where outputs and checkpoints go.
     sagemaker_role_arn: str | None = None
     sagemaker_output_uri: str | None = Field(default=None, pattern=r"^s3://[^/]+(/.*)?$")
+    # Vertex AI: where jobs run and stage their outputs; endpoints only to override Google's.
+    vertex_project: str | None = None
+    vertex_location: str | None = None
+    vertex_staging_bucket: str | None = None
+    vertex_service_account: str | None = None
+    vertex_endpoint: str | None = None
+    vertex_logging_endpoint: str | None = None
+    vertex_storage_endpoint: str | None = None
+    # Azure ML: the workspace jobs run in; endpoints only to override Azure's.
+    azureml_subscription_id: str | None = None
+    azureml_resource_group: str | None = None
+    azureml_workspace: str | None = None
+    azureml_compute: str | None = None
+    azureml_base_url: str | None = None
+    azureml_blob_endpoint: str | None = None
 
     @property
     def store_url(self) -> str:
