@@ -74,6 +74,11 @@ class InvalidSpecError(TrainError):
     status, title, slug = 422, "Invalid job request", "invalid-request"
 
     @classmethod
+    def of(cls, errors: list[FieldError]) -> InvalidSpecError:
+        """One error naming every bad field."""
+        return cls("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
+
+    @classmethod
     def at(cls, path: tuple[str | int, ...], message: str) -> InvalidSpecError:
         return cls(f"{FieldError(path, message).field}: {message}", errors=[FieldError(path, message)])
 

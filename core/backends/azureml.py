@@ -27,8 +27,7 @@ from core.backends.azureml_map import (
     parse_azure_time,
     to_azureml_command_job,
 )
-from core.backends.azureml_map import invalid as invalid_spec
-from core.errors import BackendError, FieldError, TrainError, UnavailableError
+from core.errors import BackendError, FieldError, InvalidSpecError, TrainError, UnavailableError
 from core.lifecycle import NativeUpdate
 from core.model import Checkpoint, JobRecord, JobSpec, LogPage, NativeJobRequest, Submission
 
@@ -89,10 +88,12 @@ class AzureMLBackend:
         errors = schema_errors(built.job)
         if errors:
             if job.native_request is not None:
-                raise invalid_spec([FieldError(("job_config", *e.path), e.message) for e in errors])
+                raise InvalidSpecError.of([FieldError(("job_config", *e.path), e.message) for e in errors])
             options = (job.spec or {}).get("backend_options") or {}
-            raise invalid_spec([FieldError(("backend_options", *e.path) if e.path[:1] and e.path[0] in options
-                                           else e.path, e.message) for e in errors])
+            raise InvalidSpecError.of([
+                FieldError(("backend_options", *e.path) if e.path[:1] and e.path[0] in options else e.path, e.message)
+                for e in errors
+            ])
         return built
 
     # ---- jobs ---------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from core.backends import drafts
 from core.backends.azureml_native import native_job
 from core.backends.azureml_request import (  # the VM table and Azure ML's rules live there
     CPU_VM,
@@ -20,10 +21,9 @@ from core.backends.azureml_request import (  # the VM table and Azure ML's rules
     environment_asset,
     portable_job,
 )
-from core.errors import FieldError, InvalidSpecError
-from core.ids import new_id
+from core.errors import InvalidSpecError
 from core.lifecycle import NativeUpdate, Status
-from core.model import ImageRef, JobRecord, JobSpec, NativeJobRequest
+from core.model import JobRecord, JobSpec, NativeJobRequest
 
 __all__ = [
     "CPU_VM", "VM_TABLE", "Built", "azureml_job_name", "checkpoint_uri", "draft_record", "environment_asset",
@@ -85,29 +85,14 @@ def to_azureml_command_job(
     build = native_job if job.native_request is not None else portable_job
     built = build(job, name=name, compute=compute, datastore=datastore, prefix=prefix)
     if built.errors:
-        raise invalid(built.errors)
+        raise InvalidSpecError.of(built.errors)
     return built
 
 
 def draft_record(source: JobSpec | NativeJobRequest) -> JobRecord:
-    """A stand-in job for checking a submission before the service has created it."""
-    now = datetime.now(UTC)
-    spec = source if isinstance(source, JobSpec) else None
-    load_from = None
-    if spec is not None and spec.load_checkpoint is not None:
-        load_from = spec.load_checkpoint.job_id or new_id(0)
-    return JobRecord(
-        id=new_id(0), account_id="check", name=source.name, project=source.project, backend="azure-ml",
-        storage_mounts=list(source.storage_mounts), labels=dict(source.labels),
-        spec=spec.model_dump(mode="json") if spec is not None else {},
-        native_request=None if spec is not None else source.model_dump(mode="json"),
-        image=ImageRef(requested=spec.image if spec is not None else None), created_at=now, updated_at=now,
-        load_checkpoint_job_id=load_from,
-    )
+    """A stand-in azure-ml job for checking a submission (see ``core.backends.drafts``)."""
+    return drafts.draft_record(source, "azure-ml")
 
-
-def invalid(errors: list[FieldError]) -> InvalidSpecError:
-    return InvalidSpecError("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
 
 
 # ---- states ---------------------------------------------------------------------------------

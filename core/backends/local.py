@@ -337,8 +337,7 @@ class LocalBackend:
 
 def _raise(errors: list[FieldError]) -> None:
     if errors:
-        detail = "; ".join(f"{e.field}: {e.message}" for e in errors)
-        raise InvalidSpecError(detail, errors=errors)
+        raise InvalidSpecError.of(errors)
 
 
 def _write_atomic(path: Path, text: str) -> None:

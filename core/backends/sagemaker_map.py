@@ -12,16 +12,16 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from core.backends import drafts
 from core.backends.sagemaker_request import (  # the instance table and SageMaker's limits live there
     CPU_INSTANCE,
     INSTANCE_TABLE,
     native_request,
     portable_request,
 )
-from core.errors import FieldError, InvalidSpecError
-from core.ids import new_id
+from core.errors import InvalidSpecError
 from core.lifecycle import NativeUpdate, Status
-from core.model import ImageRef, JobRecord, JobSpec, NativeJobRequest
+from core.model import JobRecord, JobSpec, NativeJobRequest
 
 # Where SageMaker's training state-change events come from (SageMaker developer guide,
 # "Automating SageMaker with Amazon EventBridge").
@@ -79,30 +79,14 @@ def to_sagemaker_request(job: JobRecord, *, role_arn: str, output_s3_uri: str, p
     else:
         request, errors = portable_request(job, name=name, role_arn=role_arn, output_s3_uri=output_s3_uri)
     if errors:
-        raise invalid(errors)
+        raise InvalidSpecError.of(errors)
     return request
 
 
 def draft_record(source: JobSpec | NativeJobRequest) -> JobRecord:
-    """A stand-in job for checking a submission before the service has created the job: the same
-    translation runs, with a made-up id of the real length."""
-    now = datetime.now(UTC)
-    spec = source if isinstance(source, JobSpec) else None
-    load_from = None
-    if spec is not None and spec.load_checkpoint is not None:
-        load_from = spec.load_checkpoint.job_id or new_id(0)
-    return JobRecord(
-        id=new_id(0), account_id="check", name=source.name, project=source.project, backend="sagemaker",
-        storage_mounts=list(source.storage_mounts), labels=dict(source.labels),
-        spec=spec.model_dump(mode="json") if spec is not None else {},
-        native_request=None if spec is not None else source.model_dump(mode="json"),
-        image=ImageRef(requested=spec.image if spec is not None else None), created_at=now, updated_at=now,
-        load_checkpoint_job_id=load_from,
-    )
+    """A stand-in sagemaker job for checking a submission (see ``core.backends.drafts``)."""
+    return drafts.draft_record(source, "sagemaker")
 
-
-def invalid(errors: list[FieldError]) -> InvalidSpecError:
-    return InvalidSpecError("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
 
 
 # ---- states ---------------------------------------------------------------------------------

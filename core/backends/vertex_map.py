@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
+from core.backends import drafts
 from core.backends.vertex_machines import CPU_MACHINE, MACHINE_TABLE
 from core.backends.vertex_request import (
     CHECKPOINTS,
@@ -26,10 +27,9 @@ from core.backends.vertex_request import (
     output_uri,
     portable_job,
 )
-from core.errors import FieldError, InvalidSpecError
-from core.ids import new_id
+from core.errors import InvalidSpecError
 from core.lifecycle import NativeUpdate, Status
-from core.model import ImageRef, JobRecord, JobSpec, LogLine, NativeJobRequest
+from core.model import JobRecord, JobSpec, LogLine, NativeJobRequest
 
 __all__ = [
     "CPU_MACHINE", "LABEL_ATTEMPT", "LABEL_JOB_ID", "MACHINE_TABLE", "MISSING", "checkpoint_location",
@@ -91,30 +91,14 @@ def to_vertex_custom_job(
     build = native_job if job.native_request is not None else portable_job
     custom_job, errors = build(job, prefix=prefix, staging=staging_uri(staging_bucket), service_account=service_account)
     if errors:
-        raise invalid(errors)
+        raise InvalidSpecError.of(errors)
     return custom_job
 
 
 def draft_record(source: JobSpec | NativeJobRequest) -> JobRecord:
-    """A stand-in job for checking a submission before the service has created the job: the same
-    translation runs, with a made-up id of the real length."""
-    now = datetime.now(UTC)
-    spec = source if isinstance(source, JobSpec) else None
-    load_from = None
-    if spec is not None and spec.load_checkpoint is not None:
-        load_from = spec.load_checkpoint.job_id or new_id(0)
-    return JobRecord(
-        id=new_id(0), account_id="check", name=source.name, project=source.project, backend="vertex-ai",
-        storage_mounts=list(source.storage_mounts), labels=dict(source.labels),
-        spec=spec.model_dump(mode="json") if spec is not None else {},
-        native_request=None if spec is not None else source.model_dump(mode="json"),
-        image=ImageRef(requested=spec.image if spec is not None else None), created_at=now, updated_at=now,
-        load_checkpoint_job_id=load_from,
-    )
+    """A stand-in vertex-ai job for checking a submission (see ``core.backends.drafts``)."""
+    return drafts.draft_record(source, "vertex-ai")
 
-
-def invalid(errors: list[FieldError]) -> InvalidSpecError:
-    return InvalidSpecError("; ".join(f"{e.field}: {e.message}" for e in errors), errors=errors)
 
 
 def job_filter(job_id: str, attempt: int) -> str:

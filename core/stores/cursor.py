@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from core.errors import FieldError, InvalidRequestError
+from core.ids import is_id
 
 
 def encode_cursor(position: dict[str, Any]) -> str:
@@ -27,6 +28,19 @@ def decode_cursor(cursor: str, *, keys: tuple[str, ...]) -> dict[str, Any]:
     if not all(isinstance(v, (str, int)) for v in position.values()):
         raise _bad()
     return position
+
+
+def decode_id_cursor(cursor: str) -> str:
+    """The job id a ``{"id": ...}`` cursor points after, checked to be one of ours."""
+    value = decode_cursor(cursor, keys=("id",))["id"]
+    if not isinstance(value, str) or not is_id(value):
+        raise _bad()
+    return value
+
+
+def check_limit(limit: int) -> None:
+    if limit < 1:
+        raise InvalidRequestError("limit must be at least 1", errors=[FieldError(("limit",), "must be at least 1")])
 
 
 def _bad() -> InvalidRequestError:

@@ -15,19 +15,16 @@ from itertools import islice
 from typing import Any
 
 from core.errors import (
-    FieldError,
     IdempotencyMismatchError,
-    InvalidRequestError,
     TrainError,
     UnavailableError,
     VersionConflictError,
 )
-from core.ids import is_id
 from core.lifecycle import Status
 from core.model import ApiKey, JobQuery, JobRecord
 from core.ports import Clock, IdempotencyClaim
 from core.stores import dynamodb_ops as ops
-from core.stores.cursor import decode_cursor, encode_cursor
+from core.stores.cursor import check_limit, decode_id_cursor, encode_cursor
 from core.stores.dynamodb_client import Table, WriteRejected, create_table
 from core.stores.dynamodb_ops import Expr
 from core.stores.dynamodb_table import (
@@ -153,7 +150,7 @@ class DynamoDBJobStore:
         return stored
 
     def list(self, account_id: str, query: JobQuery) -> _Page:
-        _check_limit(query.limit)
+        check_limit(query.limit)
         e = Expr()
         key = f"{e.n(PK)} = {e.v(account_pk(account_id))} AND begins_with({e.n(SK)}, {e.v('JOB#')})"
         params: dict[str, Any] = {
@@ -173,15 +170,15 @@ class DynamoDBJobStore:
             params["FilterExpression"] = " AND ".join(filters)
         params["Limit"] = max(query.limit + 1, _FILTERED_BATCH) if filters else query.limit + 1
         if query.cursor:
-            params["ExclusiveStartKey"] = to_wire(job_key(account_id, _cursor_id(query.cursor)))
+            params["ExclusiveStartKey"] = to_wire(job_key(account_id, decode_id_cursor(query.cursor)))
         return _page(self._table.query({**params, **e.params()}), query.limit)
 
     def list_active(self, *, limit: int = 100, cursor: str | None = None) -> _Page:
-        _check_limit(limit)
+        check_limit(limit)
         e = Expr()
         key = f"{e.n(ACTIVE_PK)} = {e.v(ACTIVE_PARTITION)}"
         if cursor:
-            key += f" AND {e.n(ACTIVE_SK)} > {e.v(_cursor_id(cursor))}"
+            key += f" AND {e.n(ACTIVE_SK)} > {e.v(decode_id_cursor(cursor))}"
         params = {"IndexName": ACTIVE_INDEX, "KeyConditionExpression": key, "ProjectionExpression": e.n(RECORD)}
         return _page(self._table.query({**params, "Limit": limit + 1, **e.params()}), limit)
 
@@ -251,17 +248,3 @@ def _page(items: Iterable[Plain], limit: int) -> _Page:
     found = list(islice(items, limit + 1))
     page = [JobRecord.model_validate_json(str(item[RECORD])) for item in found[:limit]]
     return page, (encode_cursor({"id": page[-1].id}) if len(found) > limit else None)
-
-
-def _cursor_id(cursor: str) -> str:
-    value = decode_cursor(cursor, keys=("id",))["id"]
-    if not isinstance(value, str) or not is_id(value):
-        raise InvalidRequestError(
-            "cursor is not one this API returned", errors=[FieldError(("cursor",), "invalid cursor")]
-        )
-    return value
-
-
-def _check_limit(limit: int) -> None:
-    if limit < 1:
-        raise InvalidRequestError("limit must be at least 1")

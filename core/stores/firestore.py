@@ -14,14 +14,12 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, TypeVar
 
-from core.errors import FieldError, InvalidRequestError
-from core.ids import is_id
 from core.lifecycle import Status
 from core.model import ApiKey, JobQuery, JobRecord
 from core.ports import Clock, IdempotencyClaim
 from core.stores import firestore_layout as layout
 from core.stores import firestore_tx as bodies
-from core.stores.cursor import decode_cursor, encode_cursor
+from core.stores.cursor import check_limit, decode_id_cursor, encode_cursor
 from core.stores.firestore_client import build_client, call_options, run_transaction, translated
 from core.stores.firestore_layout import Collections, Doc
 from core.stores.firestore_tx import Tx
@@ -82,7 +80,7 @@ class FirestoreJobStore:
         )
 
     def list(self, account_id: str, query: JobQuery) -> _Page:
-        _check_limit(query.limit)
+        check_limit(query.limit)
         return self._page(self._list_query(account_id, query), query.limit)
 
     def _list_query(self, account_id: str, query: JobQuery) -> Any:
@@ -100,11 +98,11 @@ class FirestoreJobStore:
             if value:
                 q = q.where(filter=FieldFilter(field, "==", value))
         if query.cursor:
-            q = q.where(filter=FieldFilter("id", "<", _cursor_id(query.cursor)))
+            q = q.where(filter=FieldFilter("id", "<", decode_id_cursor(query.cursor)))
         return q.order_by("id", direction=Query.DESCENDING).limit(query.limit + 1).select(["record"])
 
     def list_active(self, *, limit: int = 100, cursor: str | None = None) -> _Page:
-        _check_limit(limit)
+        check_limit(limit)
         return self._page(self._active_query(limit=limit, cursor=cursor), limit)
 
     def _active_query(self, *, limit: int, cursor: str | None) -> Any:
@@ -115,7 +113,7 @@ class FirestoreJobStore:
 
         q = self._client.collection(self.names.jobs).where(filter=FieldFilter("active", "==", True))
         if cursor:
-            q = q.where(filter=FieldFilter("id", ">", _cursor_id(cursor)))
+            q = q.where(filter=FieldFilter("id", ">", decode_id_cursor(cursor)))
         return q.order_by("id", direction=Query.ASCENDING).limit(limit + 1).select(["record"])
 
     def find_by_native_id(self, backend: str, native_id: str) -> JobRecord | None:
@@ -180,17 +178,3 @@ class FirestoreJobStore:
 def _docs(snapshots: Iterable[Any]) -> Iterable[Doc]:
     for snapshot in snapshots:
         yield snapshot.to_dict()
-
-
-def _cursor_id(cursor: str) -> str:
-    value = decode_cursor(cursor, keys=("id",))["id"]
-    if not isinstance(value, str) or not is_id(value):
-        raise InvalidRequestError(
-            "cursor is not one this API returned", errors=[FieldError(("cursor",), "invalid cursor")]
-        )
-    return value
-
-
-def _check_limit(limit: int) -> None:
-    if limit < 1:
-        raise InvalidRequestError("limit must be at least 1")

@@ -24,7 +24,6 @@ from typing import Any
 
 from core.errors import (
     IdempotencyMismatchError,
-    InvalidRequestError,
     TrainError,
     UnavailableError,
     VersionConflictError,
@@ -32,7 +31,7 @@ from core.errors import (
 from core.lifecycle import ACTIVE, Status
 from core.model import ApiKey, JobQuery, JobRecord
 from core.ports import IdempotencyClaim
-from core.stores.cursor import decode_cursor, encode_cursor
+from core.stores.cursor import check_limit, decode_id_cursor, encode_cursor
 
 # The partial index and the query that reads it must spell the predicate identically.
 _ACTIVE_SQL = "status IN (" + ",".join(f"'{s.value}'" for s in sorted(ACTIVE)) + ")"
@@ -226,11 +225,11 @@ class SQLiteJobStore:
         return stored
 
     def list(self, account_id: str, query: JobQuery) -> _Page:
-        _check_limit(query.limit)
+        check_limit(query.limit)
         where, params = ["account_id = ?"], [account_id]
         if query.cursor:
             where.append("id < ?")
-            params.append(str(decode_cursor(query.cursor, keys=("id",))["id"]))
+            params.append(decode_id_cursor(query.cursor))
         if query.status:
             where.append(f"status IN ({', '.join('?' for _ in query.status)})")
             params.extend(Status(s).value for s in query.status)
@@ -243,8 +242,8 @@ class SQLiteJobStore:
         return self._page(sql, [*params, query.limit + 1], query.limit)
 
     def list_active(self, *, limit: int = 100, cursor: str | None = None) -> _Page:
-        _check_limit(limit)
-        after = str(decode_cursor(cursor, keys=("id",))["id"]) if cursor else ""
+        check_limit(limit)
+        after = decode_id_cursor(cursor) if cursor else ""
         # INDEXED BY makes SQLite fail rather than fall back to scanning the whole table.
         sql = f"SELECT record FROM jobs INDEXED BY jobs_active WHERE {_ACTIVE_SQL} AND id > ? ORDER BY id LIMIT ?"  # noqa: S608
         return self._page(sql, [after, limit + 1], limit)
@@ -323,11 +322,6 @@ def _columns(job: JobRecord) -> tuple[Any, ...]:
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
-
-
-def _check_limit(limit: int) -> None:
-    if limit < 1:
-        raise InvalidRequestError("limit must be at least 1")
 
 
 def _conflict(job: JobRecord, exc: sqlite3.IntegrityError) -> VersionConflictError:
