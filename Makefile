@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 NODE_STAMP := node_modules/.package-lock.copy
 
-.PHONY: install demo serve test lint bench iac-aws clean
+.PHONY: install demo serve test lint bench iac-aws iac-azure clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,12 +34,16 @@ serve: install
 test: install $(NODE_STAMP)
 	$(VENV)/bin/ruff check core functions tests bench examples
 	$(VENV)/bin/mypy
-	$(MAKE) --no-print-directory iac-aws
+	$(MAKE) --no-print-directory iac-aws iac-azure
 	$(PY) -m pytest -q -p no:cacheprovider
 
 ## iac-aws: serverless package, then cfn-lint and checkov on the generated CloudFormation template
 iac-aws: install $(NODE_STAMP)
 	bash infra/check_aws.sh
+
+## iac-azure: checkov and a structural check on infra/azure
+iac-azure: install
+	bash infra/check_azure.sh
 
 ## lint: ruff and mypy on core/
 lint: install
