@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 NODE_STAMP := node_modules/.package-lock.copy
 
-.PHONY: install demo serve test lint bench iac-aws iac-azure clean
+.PHONY: install demo serve test lint bench iac-aws iac-azure iac-gcp clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,12 +34,16 @@ serve: install
 test: install $(NODE_STAMP)
 	$(VENV)/bin/ruff check core functions tests bench examples
 	$(VENV)/bin/mypy
-	$(MAKE) --no-print-directory iac-aws iac-azure
+	$(MAKE) --no-print-directory iac-aws iac-azure iac-gcp
 	$(PY) -m pytest -q -p no:cacheprovider
 
 ## iac-aws: serverless package, then cfn-lint and checkov on the generated CloudFormation template
 iac-aws: install $(NODE_STAMP)
 	bash infra/check_aws.sh
+
+## iac-gcp: parse infra/gcp (python-hcl2), check its structure, run checkov on it
+iac-gcp: install
+	bash infra/check_gcp.sh
 
 ## iac-azure: checkov and a structural check on infra/azure
 iac-azure: install

@@ -4,17 +4,15 @@
 # Fails on any cfn-lint error and any failed checkov check. Run from the repository root
 # (`make iac-aws`).
 #
-# cfn-lint and checkov live in their own virtualenv (build/iac-venv, from
-# infra/aws/requirements-iac.txt): checkov pins boto3 and packaging to versions that conflict
-# with the project's own (.venv), so the two cannot share one environment.
+# The linters come from their own virtualenv (infra/iac_tools.sh).
 set -euo pipefail
 
 root=$(pwd)
 [[ -f serverless.yml && -f package-lock.json ]] || { echo "run from the repository root" >&2; exit 2; }
 
 template=.serverless/cloudformation-template-update-stack.json
-tools=build/iac-venv
-tool_requirements=infra/aws/requirements-iac.txt
+# shellcheck source=infra/iac_tools.sh
+source infra/iac_tools.sh
 
 # 1. npm tools, exactly as locked (no network once node_modules is there).
 if [[ ! -x node_modules/.bin/serverless ]] || ! cmp -s package-lock.json node_modules/.package-lock.copy; then
@@ -38,13 +36,7 @@ CI=true \
 [[ -s "$template" ]] || { echo "serverless package wrote no $template" >&2; exit 1; }
 
 # 4. The linters, in their own environment.
-if [[ ! -x "$tools/bin/checkov" ]] || ! cmp -s "$tool_requirements" "$tools/.requirements"; then
-  rm -rf "$tools"
-  python3 -m venv "$tools"
-  "$tools/bin/pip" install --quiet --disable-pip-version-check -r "$tool_requirements" \
-    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
-  cp "$tool_requirements" "$tools/.requirements"
-fi
+ensure_iac_tools
 
 # cfn-lint exits with a bit mask: 2 errors, 4 warnings, 8 informational. Errors fail the check.
 # W3005 (a DependsOn that a Ref already implies) is how Serverless writes every function and

@@ -4,15 +4,14 @@
 # (infra/azure/check_structure.py). Fails on any failed checkov check: checks that do not apply
 # are skipped inline in the resource, each with its reason. Run from the repository root.
 #
-# checkov lives in its own virtualenv (build/iac-azure-venv, from infra/azure/requirements-iac.txt):
-# it pins boto3 and packaging to versions that conflict with the project's own (.venv).
+# The linters come from their own virtualenv (infra/iac_tools.sh).
 # `terraform validate` is not run: it needs `terraform init`, which downloads the azurerm provider.
 set -euo pipefail
 
 [[ -d infra/azure && -f functions/azure/function_app.py ]] || { echo "run from the repository root" >&2; exit 2; }
 
-tools=build/iac-azure-venv
-tool_requirements=infra/azure/requirements-iac.txt
+# shellcheck source=infra/iac_tools.sh
+source infra/iac_tools.sh
 
 if command -v terraform >/dev/null 2>&1; then
   terraform fmt -check -diff infra/azure 2> >(grep -v -e "CLI configuration" -e "terraformrc" -e '^[╷│╵]' >&2) \
@@ -21,13 +20,7 @@ else
   echo "terraform is not installed: formatting not checked" >&2
 fi
 
-if [[ ! -x "$tools/bin/checkov" ]] || ! cmp -s "$tool_requirements" "$tools/.requirements"; then
-  rm -rf "$tools"
-  python3 -m venv "$tools"
-  "$tools/bin/pip" install --quiet --disable-pip-version-check -r "$tool_requirements" \
-    2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
-  cp "$tool_requirements" "$tools/.requirements"
-fi
+ensure_iac_tools
 
 # --skip-download: no call to Prisma Cloud (which also means no severities: every failed check fails).
 "$tools/bin/checkov" --quiet --compact --skip-download --framework terraform -d infra/azure
