@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 NODE_STAMP := node_modules/.package-lock.copy
 
-.PHONY: install demo serve test lint bench iac-aws iac-azure iac-gcp clean
+.PHONY: install apt-deps demo serve test lint bench iac-aws iac-azure iac-gcp clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,14 @@ demo: install
 serve: install
 	$(VENV)/bin/train serve
 
+## apt-deps: Debian's OCI registry and skopeo for the workspace-registry tests (in CI, or when missing)
+apt-deps:
+	@if [ "$$CI" = "true" ] || ! command -v docker-registry >/dev/null || ! command -v skopeo >/dev/null; then \
+		apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends docker-registry skopeo; \
+	fi
+
 ## test: install everything, lint, type-check core/, check the AWS template, run the whole suite
-test: install $(NODE_STAMP)
+test: install apt-deps $(NODE_STAMP)
 	$(VENV)/bin/ruff check core functions tests bench examples
 	$(VENV)/bin/mypy
 	$(MAKE) --no-print-directory iac-aws iac-azure iac-gcp

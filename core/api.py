@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from urllib.parse import parse_qsl
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.api_gateway import ResponseBuilder
@@ -29,6 +31,7 @@ from core.auth import ACCOUNT_HEADER, API_KEY_HEADER, Principal, authenticate
 from core.errors import (
     FieldError,
     InvalidRequestError,
+    NotFoundError,
     PayloadTooLargeError,
     UnauthenticatedError,
     UnsupportedMediaTypeError,
@@ -47,10 +50,14 @@ from core.model import (
     SubmitRequest,
 )
 from core.ports import KeyStore
-from core.problems import PROBLEM_JSON, Problem, from_exception, method_not_allowed, not_found
+from core.problems import PROBLEM_JSON, Problem, from_exception, method_not_allowed, not_found, problem_response
 from core.service import TrainService
 
+if TYPE_CHECKING:  # the token service imports cryptography: only hosts that serve /v2/token load it
+    from core.registry.token import RegistryTokens
+
 MAX_BODY_BYTES = 1_048_576
+MAX_JSON_DEPTH = 64  # native job configs nest about 8 deep
 JSON = "application/json"
 SECURITY: list[dict[str, list[str]]] = [{"ApiKey": [], "Account": []}]
 SECURITY_SCHEMES: dict[str, SecurityScheme] = {
@@ -60,6 +67,7 @@ SECURITY_SCHEMES: dict[str, SecurityScheme] = {
 SUBMITTED = {201: "Created", 200: "An idempotent replay: the job the Idempotency-Key first created"}
 _POWERTOOLS_LOGGER = "aws_lambda_powertools.event_handler"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+REGISTRY_CHALLENGE = 'Basic realm="Train registry", charset="UTF-8"'
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -140,9 +148,10 @@ class TrainResolver(APIGatewayHttpResolver):
                     errors=[FieldError(("content-type",), f"must be {JSON}")],
                 )
             try:
-                body.decode("utf-8")
+                text = body.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise _bad_body("the request body is not UTF-8") from exc
+            _check_json(text)
 
     def allowed_methods(self, path: str) -> set[str]:
         return {method for method, rule in self.allowed if rule.match(path)}
@@ -171,6 +180,32 @@ def _bad_body(message: str) -> InvalidRequestError:
     return InvalidRequestError(message, errors=[FieldError(("body",), message)])
 
 
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _check_json(text: str) -> None:
+    """Refuse, as 400, a body that is not strict JSON (``NaN``, integers past Python's digit limit)
+    or is nested deeper than ``MAX_JSON_DEPTH``, before anything recursive meets it: the parser,
+    pydantic's validator and its serializer each give up at their own depth, some with a 500."""
+    too_deep = f"the request body is nested deeper than {MAX_JSON_DEPTH} levels"
+    try:
+        document = json.loads(text, parse_constant=_not_json)
+    except RecursionError as exc:
+        raise _bad_body(too_deep) from exc
+    except ValueError as exc:
+        raise _bad_body("the request body is not valid JSON") from exc
+    level: list[tuple[Any, int]] = [(document, 1)]
+    while level:
+        node, depth = level.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > MAX_JSON_DEPTH:
+            raise _bad_body(too_deep)
+        level.extend((child, depth + 1) for child in children)
+
+
 def _rule(rule: str) -> re.Pattern[str]:
     return re.compile("^" + re.sub(r"<\w+>", "[^/]+", rule) + "$")
 
@@ -183,19 +218,26 @@ def _job(job: JobRecord, status: int = 200) -> Response[JobOut]:
     return _json(JobOut.of(job), status)
 
 
-def create_app(service: TrainService, keys: KeyStore) -> TrainResolver:
+def create_app(service: TrainService, keys: KeyStore, *, tokens: RegistryTokens | None = None) -> TrainResolver:
+    """``tokens`` serves ``GET /v2/token`` when this deployment runs a workspace registry."""
     app = TrainResolver(keys)
-    openapi_cache: list[str] = []
+    openapi_cache: list[dict[str, Any]] = []
 
-    def route(method: str, rule: str, ok: dict[int, str] | None = None, **kwargs: Any) -> Callable[[_F], _F]:
-        """Register a route; ``ok`` names its success codes, all with the return type's schema."""
+    def route(
+        method: str, rule: str, ok: dict[int, str] | None = None, problems: tuple[int, ...] = (422,), **kwargs: Any
+    ) -> Callable[[_F], _F]:
+        """Register a route; ``ok`` names its success codes, all with the return type's schema;
+        ``problems`` the error codes a route outside /v1 can answer (all problem+json)."""
         app.allowed.append((method, _rule(rule)))
         success = ok or {200: "OK"}
         responses: dict[int, OpenAPIResponse] = {code: {"description": text} for code, text in success.items()}
         if rule.startswith("/v1/"):
             kwargs["security"] = SECURITY
-            codes = (400, 401, 403, 404, 413, 415, 422) if method == "POST" else (401, 403, 404, 422)
+            # 400: a malformed body or a cursor this API did not issue.
+            codes = (400, 401, 403, 404, 413, 415, 422) if method == "POST" else (400, 401, 403, 404, 422)
             responses |= _problems(*codes)
+        else:
+            responses |= _problems(*problems)
         return app.route(rule, method, responses=responses, **kwargs)
 
     def _error(exc: Exception) -> Response[Any]:
@@ -217,10 +259,12 @@ def create_app(service: TrainService, keys: KeyStore) -> TrainResolver:
         return {"status": "ok", "version": __version__}
 
     @route("GET", "/openapi.json", summary="This document")
-    def openapi() -> Response[str]:
+    def openapi() -> Response[dict[str, Any]]:
         if not openapi_cache:
             openapi_cache.append(
-                app.get_openapi_json_schema(title="Train", version=__version__, security_schemes=SECURITY_SCHEMES)
+                json.loads(
+                    app.get_openapi_json_schema(title="Train", version=__version__, security_schemes=SECURITY_SCHEMES)
+                )
             )
         return Response(status_code=200, content_type=JSON, body=openapi_cache[0])
 
@@ -281,6 +325,24 @@ def create_app(service: TrainService, keys: KeyStore) -> TrainResolver:
     def job_checkpoints(job_id: str) -> Response[CheckpointsOut]:
         checkpoints = service.checkpoints(app.account_id(), job_id)
         return _json(CheckpointsOut(job_id=job_id, checkpoints=checkpoints))
+
+    @route("GET", "/v2/token", ok={200: "A registry token"}, problems=(401, 404, 422),
+           summary="Docker registry token (SPEC §8)",
+           description="HTTP Basic with the account id as user and an API key as password; repeat `scope` "
+           "(`repository:<account_id>/<name>:pull,push`) for each repository. Grants cover only the account's own.")
+    def registry_token(
+        registry: Annotated[str | None, Query(alias="service", max_length=255)] = None,
+    ) -> Response[Any]:
+        if tokens is None:
+            raise NotFoundError("this deployment runs no workspace registry")
+        event = app.current_event
+        scopes = [value for key, value in parse_qsl(event.raw_query_string or "") if key == "scope"]
+        try:
+            body = tokens.token(event.headers.get("authorization"), registry, scopes)
+        except UnauthenticatedError as exc:
+            return problem_response(exc.status, exc.slug, exc.title, exc.detail,
+                                    headers={"WWW-Authenticate": REGISTRY_CHALLENGE})
+        return Response(status_code=200, content_type=JSON, body=body, headers={"Cache-Control": "no-store"})
 
     return app
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -26,13 +25,10 @@ from core import eventgrid, hosts
 from core.errors import TrainError
 
 if TYPE_CHECKING:
-    from core.bootstrap import Wiring
-    from core.server import ResolverPool
+    pass
 
 log = logging.getLogger("train.functions")
 
-_lock = threading.Lock()
-_pool: tuple[Wiring, ResolverPool] | None = None
 
 
 @dataclass
@@ -55,7 +51,7 @@ def api(method: str, url: str, headers: Mapping[str, str], body: bytes) -> Reply
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     event = to_event(method, target, list(headers.items()), body, client_ip(headers))
     event["requestContext"].update(accountId="azure", apiId="azure-functions")
-    with _resolvers().lend() as app:
+    with hosts.resolvers().lend() as app:
         result = app.resolve(event, None)
     return from_result(result)
 
@@ -78,18 +74,6 @@ def from_result(result: Mapping[str, Any]) -> Reply:
     data = base64.b64decode(text) if result.get("isBase64Encoded") else str(text).encode("utf-8")
     headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}  # the API sets no cookies
     return Reply(int(result.get("statusCode", 500)), headers, data)
-
-
-def _resolvers() -> ResolverPool:
-    global _pool
-    current = hosts.wiring()
-    with _lock:
-        if _pool is None or _pool[0] is not current:
-            from core.api import create_app
-            from core.server import ResolverPool
-
-            _pool = (current, ResolverPool(lambda: create_app(current.service, current.keys)))
-        return _pool[1]
 
 
 # ---- Event Grid webhook --------------------------------------------------------------------

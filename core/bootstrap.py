@@ -36,6 +36,15 @@ class Wiring:
     backends: dict[str, TrainingBackend]
     service: TrainService
     closers: list[Any] = field(default_factory=list)
+    registry: Any = None  # core.registry.workspace.WorkspaceRegistry when configured
+    tokens: Any = None  # core.registry.token.RegistryTokens, behind GET /v2/token
+
+    def api(self) -> Any:
+        """A new resolver for the route table over this wiring. Each serving thread needs its own:
+        the resolver keeps the current request on itself."""
+        from core.api import create_app
+
+        return create_app(self.service, self.keys, tokens=self.tokens)
 
     def close(self) -> None:
         for closer in self.closers:
@@ -113,18 +122,52 @@ def _required(settings: Settings, *fields: str, backend: str) -> list[str]:
     return [str(getattr(settings, f)) for f in fields]
 
 
+def build_registry(settings: Settings, keys: KeyStore) -> tuple[Any, Any]:
+    """The workspace registry (``ImageRegistry``) and the token service, each None unless configured."""
+    wanted = settings.registry_url or settings.registry_signing_keys or settings.registry_resolve_list
+    if not (wanted or settings.registry_targets):
+        return None, None
+    from core.registry.targets import parse_target
+    from core.registry.token import RegistryTokens, TokenIssuer, load_signing_keys
+    from core.registry.workspace import WorkspaceRegistry
+
+    issuer = tokens = None
+    if settings.registry_signing_keys:
+        if not settings.registry_url:
+            raise ConfigError("TRAIN_REGISTRY_SIGNING_KEYS needs TRAIN_REGISTRY_URL")
+        host = settings.registry_url.split("://", 1)[1]
+        issuer = TokenIssuer(
+            load_signing_keys(p.strip() for p in settings.registry_signing_keys.split(",") if p.strip()),
+            service=settings.registry_service or host, issuer=settings.registry_issuer,
+            ttl=timedelta(seconds=settings.registry_token_ttl_seconds),
+        )
+        tokens = RegistryTokens(issuer, keys)
+    targets = {
+        backend: parse_target(url, setting=f"TRAIN_REGISTRY_TARGET_{backend.replace('-', '_').upper()}")
+        for backend, url in settings.registry_targets.items()
+    }
+    registry = WorkspaceRegistry(
+        url=settings.registry_url, issuer=issuer, targets=targets, resolve_hosts=settings.registry_resolve_list,
+        insecure_hosts=settings.registry_insecure_list, timeout=settings.registry_timeout_seconds,
+        attempts=settings.registry_attempts, backoff=settings.registry_backoff_seconds,
+    )
+    return registry, tokens
+
+
 def build(settings: Settings | None = None) -> Wiring:
     settings = settings or Settings()
     store = build_store(settings.store_url)
     backends = {name: build_backend(name, settings) for name in settings.backend_names}
+    registry, tokens = build_registry(settings, store)
     service = TrainService(
         store,
         backends,
         submit_grace=timedelta(seconds=settings.submit_grace_seconds),
         stale_after=timedelta(seconds=settings.stale_after_seconds),
         expiry_grace=timedelta(seconds=settings.expiry_grace_seconds),
+        registry=registry,
     )
-    wiring = Wiring(settings, store, store, backends, service)
+    wiring = Wiring(settings, store, store, backends, service, registry=registry, tokens=tokens)
     local = backends.get("local")
     if local is not None:
         # Process exits reach the service through the same path as cloud events.
@@ -195,13 +238,12 @@ def ensure_dev_credentials(wiring: Wiring, url: str) -> tuple[dict[str, str], bo
 
 def serve_local(host: str, port: int, data_dir: Path) -> None:
     """``train serve``: the HTTP API with SQLite and the local backend, until SIGINT or SIGTERM."""
-    from core.api import create_app
     from core.server import LocalHTTPServer
 
     data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     settings = Settings(data_dir=data_dir)
     wiring = build(settings)
-    server = LocalHTTPServer(lambda: create_app(wiring.service, wiring.keys), host=host, port=port)
+    server = LocalHTTPServer(wiring.api, host=host, port=port)
     url = f"http://{host}:{server.port}"
     creds, created = ensure_dev_credentials(wiring, url)
     report = wiring.service.sweep(reconcile_all=True)

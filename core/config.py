@@ -50,10 +50,44 @@ class Settings(BaseSettings):
     azureml_base_url: str | None = None
     azureml_blob_endpoint: str | None = None
 
+    # Workspace registry (SPEC §8): the OCI registry accounts push to, which trusts /v2/token.
+    registry_url: str | None = Field(default=None, pattern=r"^https?://[^/]+$", description="e.g. https://registry.example")
+    registry_service: str | None = Field(default=None, description="auth.token.service; default the host")
+    registry_issuer: str = Field(default="train", description="the registry's auth.token.issuer")
+    registry_signing_keys: str | None = Field(default=None, description="PEM files or texts, key + cert")
+    registry_token_ttl_seconds: float = Field(default=300.0, gt=0, le=3600)
+    registry_resolve_hosts: str = Field(default="", description="other registries to pin by digest; * for all")
+    registry_insecure_hosts: str = Field(default="", description="registries spoken to over plain HTTP")
+    registry_timeout_seconds: float = Field(default=10.0, gt=0)
+    registry_attempts: int = Field(default=4, ge=1, le=10)
+    registry_backoff_seconds: float = Field(default=0.2, ge=0)
+    # Where each backend's jobs pull from: ecr://, artifact-registry://, acr://, registry:// URLs.
+    registry_target_sagemaker: str | None = None
+    registry_target_vertex_ai: str | None = None
+    registry_target_azure_ml: str | None = None
+
     @property
     def store_url(self) -> str:
         return self.store or f"sqlite:///{self.data_dir / 'train.db'}"
 
     @property
     def backend_names(self) -> list[str]:
-        return [name.strip() for name in self.backends.split(",") if name.strip()]
+        return _split(self.backends)
+
+    @property
+    def registry_resolve_list(self) -> list[str]:
+        return _split(self.registry_resolve_hosts)
+
+    @property
+    def registry_insecure_list(self) -> list[str]:
+        return _split(self.registry_insecure_hosts)
+
+    @property
+    def registry_targets(self) -> dict[str, str]:
+        targets = {"sagemaker": self.registry_target_sagemaker, "vertex-ai": self.registry_target_vertex_ai,
+                   "azure-ml": self.registry_target_azure_ml}
+        return {backend: url for backend, url in targets.items() if url}
+
+
+def _split(value: str) -> list[str]:
+    return [item.strip() for item in value.split(",") if item.strip()]

@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -29,7 +28,6 @@ from core.errors import TrainError
 
 if TYPE_CHECKING:
     from core.bootstrap import Wiring
-    from core.server import ResolverPool
 
 log = logging.getLogger("train.functions")
 
@@ -41,8 +39,6 @@ _HOP_HEADERS = frozenset({"content-length", "connection", "transfer-encoding"})
 
 FlaskResult = tuple[bytes, int, list[tuple[str, str]]]
 
-_pool_lock = threading.Lock()
-_pool: tuple[Wiring, ResolverPool] | None = None
 
 
 # ---- HTTP ---------------------------------------------------------------------------------------
@@ -59,7 +55,7 @@ def serve_http(request: Any) -> FlaskResult:
         request.method, str(target), list(request.headers.items()), request.get_data(),
         forwarded or str(request.remote_addr or ""), str(environ.get("SERVER_PROTOCOL") or "HTTP/1.1"),
     )
-    with _resolvers().lend() as app:
+    with hosts.resolvers().lend() as app:
         result = app.resolve(event, None)
     return to_flask_result(result)
 
@@ -67,19 +63,6 @@ def serve_http(request: Any) -> FlaskResult:
 def _target(request: Any) -> str:
     query = request.query_string.decode("latin-1")
     return quote(request.path) + (f"?{query}" if query else "")
-
-
-def _resolvers() -> ResolverPool:
-    """The pool of route tables over the current wiring (rebuilt when a test swaps the wiring)."""
-    global _pool
-    wiring = hosts.wiring()
-    with _pool_lock:
-        if _pool is None or _pool[0] is not wiring:
-            from core.api import create_app
-            from core.server import ResolverPool
-
-            _pool = (wiring, ResolverPool(lambda: create_app(wiring.service, wiring.keys)))
-        return _pool[1]
 
 
 def to_flask_result(result: Mapping[str, Any]) -> FlaskResult:

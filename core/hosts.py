@@ -24,6 +24,7 @@ from core.lifecycle import NativeUpdate
 if TYPE_CHECKING:
     from core.api import TrainResolver
     from core.bootstrap import Wiring
+    from core.server import ResolverPool
     from core.service import SweepReport, TrainService
 
 log = logging.getLogger("train.functions")
@@ -34,6 +35,7 @@ UNKNOWN_JOB = "UNKNOWN_JOB"  # no job of ours runs as that native job
 _lock = threading.Lock()
 _wiring: Wiring | None = None
 _app: TrainResolver | None = None
+_pool: ResolverPool | None = None
 _logging_ready = False
 
 
@@ -56,17 +58,28 @@ def http_app() -> TrainResolver:
     current = wiring()
     with _lock:
         if _app is None:
-            from core.api import create_app
-
-            _app = create_app(current.service, current.keys)
+            _app = current.api()
         return _app
+
+
+def resolvers() -> ResolverPool:
+    """Route tables over this container's wiring, one lent to each request, for hosts that serve
+    several requests at once on threads (functions-framework, the Azure Functions worker)."""
+    global _pool
+    current = wiring()
+    with _lock:
+        if _pool is None:
+            from core.server import ResolverPool
+
+            _pool = ResolverPool(current.api)
+        return _pool
 
 
 def set_wiring_for_tests(replacement: Wiring | None) -> None:
     """Use ``replacement`` instead of ``build()`` (None: build again on next use)."""
-    global _wiring, _app
+    global _wiring, _app, _pool
     with _lock:
-        _wiring, _app = replacement, None
+        _wiring, _app, _pool = replacement, None, None
 
 
 def _setup_logging() -> None:

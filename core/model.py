@@ -219,8 +219,12 @@ class NativeJobRequest(StrictModel):
 
 
 class ImageRef(BaseModel):
+    """``resolved`` is the digest the tag named at submission; ``replicated`` the copy in the
+    backend's own registry that the native job runs (set once it is submitted)."""
+
     requested: str | None = None
     resolved: str | None = None
+    replicated: str | None = None
 
 
 class JobEvent(BaseModel):

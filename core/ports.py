@@ -133,5 +133,39 @@ class TrainingBackend(Protocol):
     def checkpoints(self, job: JobRecord) -> list[Checkpoint]: ...
 
 
+@dataclass(frozen=True)
+class Pinned:
+    """An image reference as the user gave it and the digest it named at submission."""
+
+    requested: str
+    resolved: str  # <registry>/<repository>@sha256:...
+
+
+class ImageRegistry(Protocol):
+    """Pins image references to digests and copies images to the registry a backend pulls from."""
+
+    def resolve(self, account_id: str, ref: str) -> Pinned | None:
+        """Pin ``ref`` to the digest of its linux/amd64 manifest.
+
+        Returns:
+            None when ``ref`` lives in a registry this deployment does not resolve.
+
+        Raises:
+            InvalidSpecError: (422, naming ``image``) malformed, missing, outside the account's
+                namespace, or a manifest type Train cannot run.
+            RegistryError: (502, naming the registry) unreachable or failing after retries.
+        """
+        ...
+
+    def replicate(self, pinned: Pinned, backend: str) -> str:
+        """Copy the pinned image to ``backend``'s registry when it is not there yet.
+
+        Returns:
+            The reference the native job runs, ``<cloud-registry>/<repo>@sha256:...`` (or
+            ``pinned.resolved`` when the backend pulls from the source itself).
+        """
+        ...
+
+
 class Clock(Protocol):
     def __call__(self) -> datetime: ...

@@ -35,7 +35,7 @@ from core.model import (
     NativeJobRequest,
     StorageMount,
 )
-from core.ports import IdempotencyClaim, JobPage, JobStore, TrainingBackend
+from core.ports import IdempotencyClaim, ImageRegistry, JobPage, JobStore, Pinned, TrainingBackend
 
 log = logging.getLogger("train.service")
 
@@ -68,6 +68,8 @@ class TrainService:
     submit_grace: how long a claimed submission may take before the sweeper takes it over.
     stale_after: a job whose last native update is older than this is re-read by the sweeper.
     expiry_grace: how long past ``max_runtime`` the sweeper waits for the backend's own stop.
+    registry: pins images to digests at submission and copies them to each backend's registry
+        before the native submit; without it images are passed through as given.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class TrainService:
         submit_grace: timedelta = timedelta(seconds=60),
         stale_after: timedelta = timedelta(minutes=10),
         expiry_grace: timedelta = timedelta(minutes=5),
+        registry: ImageRegistry | None = None,
     ) -> None:
         self.store = store
         self.backends = dict(backends)
@@ -86,6 +89,7 @@ class TrainService:
         self.submit_grace = submit_grace
         self.stale_after = stale_after
         self.expiry_grace = expiry_grace
+        self.registry = registry
 
     # ---- submit -------------------------------------------------------------------------------
 
@@ -97,10 +101,11 @@ class TrainService:
         backend = self._backend(spec.backend, ("backend",))
         backend.check_spec(spec)
         load_from = self._resolve_load_checkpoint(account_id, spec)
+        image = self._pin(account_id, spec.image)
         spec_json = spec.model_dump(mode="json")
         job = self._new_record(
             account_id, spec.name, spec.project, spec.backend, spec.storage_mounts, spec.labels,
-            spec=spec_json, native_request=None, image=spec.image, load_from=load_from,
+            spec=spec_json, native_request=None, image=image, load_from=load_from,
         )
         claim = _claim(idempotency_key, {"kind": "portable", "spec": spec_json})
         return self._create_and_launch(backend, job, claim)
@@ -114,7 +119,7 @@ class TrainService:
         body = request.model_dump(mode="json")
         job = self._new_record(
             account_id, request.name, request.project, backend_name, request.storage_mounts, request.labels,
-            spec={}, native_request=body, image=None, load_from=None,
+            spec={}, native_request=body, image=ImageRef(), load_from=None,
         )
         claim = _claim(idempotency_key, {"kind": "native", "backend": backend_name, "request": body})
         return self._create_and_launch(backend, job, claim)
@@ -122,13 +127,13 @@ class TrainService:
     def _new_record(
         self, account_id: str, name: str, project: str, backend_name: str, mounts: list[StorageMount],
         labels: dict[str, str], *, spec: dict[str, Any], native_request: dict[str, Any] | None,
-        image: str | None, load_from: str | None,
+        image: ImageRef, load_from: str | None,
     ) -> JobRecord:
         now = self.clock()
         job = JobRecord(
             id=new_id(int(now.timestamp() * 1000)), account_id=account_id, name=name, project=project,
             backend=backend_name, storage_mounts=list(mounts), labels=dict(labels), spec=spec,
-            native_request=native_request, image=ImageRef(requested=image), created_at=now, updated_at=now,
+            native_request=native_request, image=image, created_at=now, updated_at=now,
             submit_claimed_at=now, load_checkpoint_job_id=load_from,
             events=[JobEvent(at=now, kind="transition", status=Status.PENDING, reason="submitted")],
         )
@@ -147,17 +152,18 @@ class TrainService:
         """Create the native job and record it. A crash before the record leaves a PENDING job
         with a stale claim, which the sweeper takes over (the backend's submit is idempotent)."""
         try:
-            submission = backend.submit(job)
+            runs = self._replicate(backend, job)
         except TrainError as exc:
-            if exc.retryable:
-                log.warning("submit of %s deferred to the sweeper: %s", job.id, exc.detail)
-                return self._get(job.account_id, job.id)
-            reason = f"{backend.name} refused the job: {exc.detail}"
-            return self._end(job.account_id, job.id, Status.FAILED, reason) or self._get(job.account_id, job.id)
+            return self._defer_or_fail(job, exc, "copy of the image", f"copying the image for {backend.name} failed")
+        try:
+            submission = backend.submit(runs)
+        except TrainError as exc:
+            return self._defer_or_fail(job, exc, "submit", f"{backend.name} refused the job")
 
         def record(current: JobRecord) -> JobRecord | None:
             if current.cloud_job_identifier == submission.cloud_job_identifier and current.native_id:
                 return None
+            current.image.replicated = runs.image.replicated
             current.native_id = submission.native_id
             current.cloud_job_identifier = dict(submission.cloud_job_identifier)
             if current.native_status is None:
@@ -168,6 +174,30 @@ class TrainService:
         if is_terminal(updated.status) and updated.status == Status.CANCELED and updated.started_at is None:
             backend.cancel(updated)  # canceled while the create was in flight: stop what it made
         return updated
+
+    def _defer_or_fail(self, job: JobRecord, exc: TrainError, step: str, failure: str) -> JobRecord:
+        if exc.retryable:
+            log.warning("%s of %s deferred to the sweeper: %s", step, job.id, exc.detail)
+            return self._get(job.account_id, job.id)
+        reason = f"{failure}: {exc.detail}"
+        return self._end(job.account_id, job.id, Status.FAILED, reason) or self._get(job.account_id, job.id)
+
+    def _pin(self, account_id: str, image: str | None) -> ImageRef:
+        """Resolve the tag before anything is stored: a missing or malformed image is a 422, an
+        unreachable registry a 502, and the job never exists."""
+        if image is None or self.registry is None:
+            return ImageRef(requested=image)
+        pinned = self.registry.resolve(account_id, image)
+        return ImageRef(requested=image, resolved=pinned.resolved if pinned is not None else None)
+
+    def _replicate(self, backend: TrainingBackend, job: JobRecord) -> JobRecord:
+        """The job as the backend sees it: ``image.resolved`` is the copy in the backend's own
+        registry, pinned by the digest recorded at submission (never the tag again)."""
+        image = job.image
+        if self.registry is None or not image.requested or not image.resolved:
+            return job
+        runs = self.registry.replicate(Pinned(image.requested, image.resolved), backend.name)
+        return job.model_copy(update={"image": image.model_copy(update={"resolved": runs, "replicated": runs})})
 
     def _resolve_load_checkpoint(self, account_id: str, spec: JobSpec) -> str | None:
         ref = spec.load_checkpoint
