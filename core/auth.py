@@ -75,6 +75,29 @@ def revoke_key(keys: KeyStore, key_id: str, now: datetime | None = None) -> None
         raise NotFoundError(f"no key '{key_id}'")
 
 
+def rotate_key(keys: KeyStore, key_id: str, now: datetime | None = None) -> tuple[str, ApiKey]:
+    """Replace a key: a new one granted the same accounts (and label), the old one revoked at once.
+
+    There is no grace period: a request with the old key fails from the moment this returns. To
+    roll a key over without a failed request, ``create_key`` a second key, deploy it, then revoke
+    the first. The new key is stored before the old one is revoked, so a crash in between leaves
+    both valid (rotate again or revoke), never neither.
+
+    Raises:
+        NotFoundError: no such key.
+        InvalidRequestError: the key is already revoked.
+    """
+    old = keys.get_key(key_id)
+    if old is None:
+        raise NotFoundError(f"no key '{key_id}'")
+    if old.revoked_at is not None:
+        raise InvalidRequestError(f"key '{key_id}' is revoked; create a new key instead")
+    at = now or datetime.now(UTC)
+    plaintext, record = create_key(keys, old.account_ids, old.label, now=at)
+    revoke_key(keys, key_id, now=at)
+    return plaintext, record
+
+
 def authenticate(keys: KeyStore, api_key_header: str | None, account_header: str | None) -> Principal:
     """The caller behind the two auth headers.
 

@@ -21,7 +21,7 @@ from core.ports import KeyStore
 
 P = ParamSpec("P")
 
-keys_app = typer.Typer(help="Create, list and revoke API keys (local database).", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list, revoke and rotate API keys (local database).", no_args_is_help=True)
 
 _FULL_KEY = re.compile(r"^trn_([a-z0-9]+)_")
 
@@ -115,11 +115,35 @@ def revoke(
     """Revoke a key; requests with it get 401 from then on."""
     from core.auth import revoke_key
 
-    match = _FULL_KEY.match(key_id)
-    wanted = match.group(1) if match else key_id
+    wanted = _key_id(key_id)
     with _keys(ctx, data_dir) as keys:
         revoke_key(keys, wanted)
     if json_out:
         print_json({"key_id": wanted, "revoked": True})
     else:
         out().print(f"Revoked key {wanted}.", markup=False)
+
+
+@_command("rotate")
+def rotate(
+    ctx: typer.Context,
+    key_id: Annotated[str, typer.Argument(help="The key id (or the whole key).")],
+    data_dir: DataDirOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Replace a key: print a new one for the same accounts once, and revoke the old one now."""
+    from core.auth import rotate_key
+
+    wanted = _key_id(key_id)
+    with _keys(ctx, data_dir) as keys:
+        secret, record = rotate_key(keys, wanted)
+    if json_out:
+        print_json({"api_key": secret, **_public(record), "replaces": wanted})
+        return
+    out().print(f"API key for {', '.join(record.account_ids)}: {secret}", markup=False)
+    out().print(f"It is shown only now; key {wanted} is revoked.", markup=False)
+
+
+def _key_id(given: str) -> str:
+    match = _FULL_KEY.match(given)
+    return match.group(1) if match else given

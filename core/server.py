@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import logging
 import queue
+import re
 import threading
 import time
 import traceback
@@ -19,6 +20,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -117,23 +119,83 @@ def to_event(
     return event
 
 
+# A header line as RFC 9110/9112 allow it: a token, a colon, a value without control characters
+# (HTAB aside), CRLF. http.server's parser also takes a bare CR or LF as a line end and folds
+# continuation lines, so a value smuggling "\r" + another header would be read as two headers.
+_HEADER_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[^\x00-\x08\x0a-\x1f\x7f]*\r\n")
+
+
+class _HeaderRecorder:
+    """The connection's reader, keeping the raw header lines of the request being parsed."""
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self.lines: list[bytes] | None = None
+
+    def readline(self, limit: int = -1) -> bytes:
+        line: bytes = self._raw.readline(limit)
+        if self.lines is not None:
+            self.lines.append(line)
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
     timeout = IDLE_TIMEOUT_S  # closes idle keep-alive connections
+
+    def setup(self) -> None:
+        super().setup()
+        self._reader = _HeaderRecorder(self.rfile)
+        self.rfile = self._reader  # type: ignore[assignment]
+
+    def parse_request(self) -> bool:
+        self._reader.lines = []
+        return super().parse_request() and not self._refuse_headers()
 
     def do_GET(self) -> None:
         self._handle()
 
     do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = do_GET
 
+    def __getattr__(self, name: str) -> Any:
+        """Any other method (TRACE, CONNECT, made-up ones) goes to the route table too, which answers
+        405 or 404 as problem+json; http.server would answer 501 with an HTML page."""
+        if name.startswith("do_"):
+            return self._handle
+        raise AttributeError(name)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (malformed request line, over-long line or headers) as
+        problem+json instead of its HTML page."""
+        try:
+            title = HTTPStatus(code).phrase
+        except ValueError:
+            title = "Error"
+        slug = title.lower().replace(" ", "-")
+        self._problem(code, slug, title, message or explain or title)
+
     def handle_expect_100(self) -> bool:
-        if self._refuse_body():
+        if self._refuse_headers() or self._refuse_body():
             return False
         return super().handle_expect_100()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silenced: the one access log line is written by ``_handle`` (no headers, no bodies)."""
+
+    def _refuse_headers(self) -> bool:
+        """Answer 400 to a malformed header line; True if answered. Checks each request once."""
+        lines, self._reader.lines = self._reader.lines, None
+        for line in lines or ():
+            if line == b"\r\n":
+                break
+            if not _HEADER_LINE.fullmatch(line):
+                self.send_error(400, "a header line is malformed (control character, bare CR or LF, or folding)")
+                return True
+        return False
 
     def _refuse_body(self) -> bool:
         """Answer 413/400/411 before reading a body that cannot be accepted; True if answered."""
