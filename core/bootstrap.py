@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets as secrets_module
 import signal
 import threading
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ from typing import Any
 
 from core.config import Settings
 from core.errors import TrainError
-from core.ports import JobStore, KeyStore, TrainingBackend
+from core.outbox import Backoff
+from core.ports import JobStore, KeyStore, SecretStore, TrainingBackend
 from core.service import TrainService
 
 log = logging.getLogger("train.bootstrap")
@@ -72,16 +74,44 @@ def build_store(url: str) -> Any:
     )
 
 
-def build_backend(name: str, settings: Settings) -> TrainingBackend:
+def build_secrets(settings: Settings) -> SecretStore:
+    """The secret store of ``TRAIN_SECRETS`` (default ``file://<data_dir>/secrets``). Adapters import
+    their SDK on the first read, so a deployment without secret refs never loads it."""
+    url = settings.secrets_url
+    scheme, _, rest = url.partition("://")
+    if scheme == "file" and rest:
+        from core.secrets.file import FileSecretStore
+
+        return FileSecretStore(Path(rest))
+    if scheme == "aws-secretsmanager":
+        from core.secrets.aws_secretsmanager import AWSSecretsManagerStore
+
+        return AWSSecretsManagerStore(rest)
+    if scheme == "gcp-secretmanager" and rest:
+        from core.secrets.gcp_secretmanager import GCPSecretManagerStore
+
+        return GCPSecretManagerStore(rest, endpoint=settings.secrets_endpoint)
+    if scheme == "azure-keyvault" and rest:
+        from core.secrets.azure_keyvault import AzureKeyVaultStore
+
+        return AzureKeyVaultStore(f"https://{rest.rstrip('/')}")
+    raise ConfigError(
+        f"TRAIN_SECRETS '{url}' is not a secret store this build supports (file://<dir>, "
+        "aws-secretsmanager://[prefix], gcp-secretmanager://<project>, azure-keyvault://<vault-host>)"
+    )
+
+
+def build_backend(name: str, settings: Settings, secrets: SecretStore | None = None) -> TrainingBackend:
+    secrets = secrets if secrets is not None else build_secrets(settings)
     if name == "local":
         from core.backends.local import LocalBackend
 
-        return LocalBackend(settings.data_dir, stop_grace=settings.local_stop_grace_seconds)
+        return LocalBackend(settings.data_dir, stop_grace=settings.local_stop_grace_seconds, secrets=secrets)
     if name == "sagemaker":
         from core.backends.sagemaker import SageMakerBackend
 
         role, output = _required(settings, "sagemaker_role_arn", "sagemaker_output_uri", backend=name)
-        return SageMakerBackend(role_arn=role, output_s3_uri=output, job_prefix=settings.job_prefix)
+        return SageMakerBackend(role_arn=role, output_s3_uri=output, job_prefix=settings.job_prefix, secrets=secrets)
     if name == "vertex-ai":
         from core.backends.vertex import VertexBackend
 
@@ -99,7 +129,7 @@ def build_backend(name: str, settings: Settings) -> TrainingBackend:
         }
         return VertexBackend(
             project=project, location=location, staging_bucket=bucket, job_prefix=settings.job_prefix,
-            service_account=settings.vertex_service_account, client_options=options or None,
+            service_account=settings.vertex_service_account, client_options=options or None, secrets=secrets,
         )
     if name == "azure-ml":
         from core.backends.azureml import AzureMLBackend
@@ -110,7 +140,7 @@ def build_backend(name: str, settings: Settings) -> TrainingBackend:
         return AzureMLBackend(
             subscription_id=subscription, resource_group=group, workspace=workspace,
             compute=settings.azureml_compute, job_prefix=settings.job_prefix,
-            base_url=settings.azureml_base_url, blob_endpoint=settings.azureml_blob_endpoint,
+            base_url=settings.azureml_base_url, blob_endpoint=settings.azureml_blob_endpoint, secrets=secrets,
         )
     raise ConfigError(f"TRAIN_BACKENDS names '{name}', which this build does not provide")
 
@@ -157,7 +187,8 @@ def build_registry(settings: Settings, keys: KeyStore) -> tuple[Any, Any]:
 def build(settings: Settings | None = None) -> Wiring:
     settings = settings or Settings()
     store = build_store(settings.store_url)
-    backends = {name: build_backend(name, settings) for name in settings.backend_names}
+    secrets = build_secrets(settings)
+    backends = {name: build_backend(name, settings, secrets) for name in settings.backend_names}
     registry, tokens = build_registry(settings, store)
     service = TrainService(
         store,
@@ -166,6 +197,9 @@ def build(settings: Settings | None = None) -> Wiring:
         stale_after=timedelta(seconds=settings.stale_after_seconds),
         expiry_grace=timedelta(seconds=settings.expiry_grace_seconds),
         registry=registry,
+        notifier=build_notifier(settings),
+        webhook_backoff=Backoff(base=timedelta(seconds=settings.webhook_backoff_seconds),
+                                max_tries=settings.webhook_max_tries),
     )
     wiring = Wiring(settings, store, store, backends, service, registry=registry, tokens=tokens)
     local = backends.get("local")
@@ -174,6 +208,41 @@ def build(settings: Settings | None = None) -> Wiring:
         local.set_listener(lambda native_id, update: service.apply_native_update("local", native_id, update))  # type: ignore[attr-defined]
         wiring.closers.append(local.close)  # type: ignore[attr-defined]
     return wiring
+
+
+def build_notifier(settings: Settings) -> Any:
+    """The webhook ``Notifier``, signing with ``TRAIN_WEBHOOK_SECRET``; in local mode (a SQLite
+    store) with a secret generated once into ``<data_dir>/webhook_secret``. None when a cloud
+    deployment sets no secret: submissions with ``notify`` are then refused."""
+    local = settings.store_url.startswith("sqlite:///")
+    secret = settings.webhook_secret.get_secret_value().encode() if settings.webhook_secret else None
+    if secret is None and local:
+        secret = local_webhook_secret(settings.data_dir)
+    if not secret:
+        return None
+    from core.notifiers.webhook import WebhookNotifier
+
+    allow_private = local if settings.webhook_allow_private is None else settings.webhook_allow_private
+    return WebhookNotifier(secret, timeout=settings.webhook_timeout_seconds, allow_private=allow_private)
+
+
+def local_webhook_secret(data_dir: Path) -> bytes:
+    """``<data_dir>/webhook_secret``, created (mode 0600, 32 random bytes as hex) by whichever
+    process gets there first; the others read it."""
+    path = data_dir / "webhook_secret"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = data_dir / f".webhook_secret.{os.getpid()}.{secrets_module.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets_module.token_hex(32) + "\n")
+        try:
+            os.link(tmp, path)  # appears whole or not at all; a second creator keeps the first
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip().encode()
 
 
 def open_keys(data_dir: Path) -> KeyStore:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -49,6 +49,17 @@ class Settings(BaseSettings):
     azureml_compute: str | None = None
     azureml_base_url: str | None = None
     azureml_blob_endpoint: str | None = None
+    # Where {secret: name} env values are read: file://<dir> (default <data_dir>/secrets),
+    # aws-secretsmanager://[prefix], gcp-secretmanager://<project>, azure-keyvault://<vault-host>.
+    secrets: str | None = None
+    secrets_endpoint: str | None = Field(default=None, description="GCP Secret Manager endpoint override")
+    # Webhooks (notify, docs/webhooks.md): the HMAC secret every delivery is signed with. Local mode
+    # (a SQLite store) generates one into <data_dir>/webhook_secret when it is unset.
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_seconds: float = Field(default=5.0, gt=0, le=30)
+    webhook_backoff_seconds: float = Field(default=30.0, ge=0, description="first retry delay; doubles per try")
+    webhook_max_tries: int = Field(default=8, ge=1, le=50)
+    webhook_allow_private: bool | None = Field(default=None, description="reach private addresses; default: local mode")
 
     # Workspace registry (SPEC §8): the OCI registry accounts push to, which trusts /v2/token.
     registry_url: str | None = Field(default=None, pattern=r"^https?://[^/]+$", description="e.g. https://registry.example")
@@ -69,6 +80,10 @@ class Settings(BaseSettings):
     @property
     def store_url(self) -> str:
         return self.store or f"sqlite:///{self.data_dir / 'train.db'}"
+
+    @property
+    def secrets_url(self) -> str:
+        return self.secrets or f"file://{self.data_dir / 'secrets'}"
 
     @property
     def backend_names(self) -> list[str]:

@@ -107,3 +107,10 @@ class UnavailableError(TrainError):
     """A dependency (store, backend API) is unavailable or throttling; retry later."""
 
     status, title, slug, retryable = 503, "Service unavailable", "unavailable", True
+
+
+class DeliveryError(TrainError):
+    """A webhook receiver did not take a notification (non-2xx, redirect, timeout, refused target).
+    The outbox keeps it and the sweeper tries again later."""
+
+    status, title, slug, retryable = 502, "Webhook delivery failed", "delivery-failed", True

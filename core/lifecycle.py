@@ -73,6 +73,9 @@ class NativeUpdate:
     ``status`` is None when the native state is unknown to the mapping table: such an update is
     logged and recorded but changes nothing. ``event_time`` is the backend's own time of the state
     (SageMaker ``LastModifiedTime``, Vertex ``updateTime``, ...), which orders updates within a state.
+    ``preempted`` says the platform took the native job's capacity back (a spot interruption):
+    ``status`` is then what the native job itself reports (FAILED when it is over, IN_PROGRESS
+    when the platform would resume it on its own).
     """
 
     native_status: str
@@ -80,6 +83,7 @@ class NativeUpdate:
     event_time: datetime
     reason: str | None = None
     attempt: int | None = None
+    preempted: bool = False
 
 
 class Outcome(StrEnum):
@@ -91,9 +95,10 @@ class Outcome(StrEnum):
     TERMINAL = "TERMINAL"  # the job already ended
     UNKNOWN = "UNKNOWN"  # native state not in the mapping table
     OLD_ATTEMPT = "OLD_ATTEMPT"  # from a native job of an earlier attempt
+    PREEMPTED = "PREEMPTED"  # the current attempt's native job was preempted; the service decides what next
 
 
-APPLIED: frozenset[Outcome] = frozenset({Outcome.TRANSITION, Outcome.REFRESH})
+APPLIED: frozenset[Outcome] = frozenset({Outcome.TRANSITION, Outcome.REFRESH, Outcome.PREEMPTED})
 
 
 def decide(
@@ -105,11 +110,14 @@ def decide(
 ) -> Outcome:
     """Decide what a native update does to a job in ``status`` whose last applied update was
     ``native_status`` at ``native_time``. Forward moves win whatever their time; within a state the
-    native event time orders updates."""
+    native event time orders updates. A preemption counts only when it names the current attempt
+    (so a redelivered one, arriving after the resubmission, is OLD_ATTEMPT) and the job is active."""
     if update.attempt is not None and update.attempt != attempt:
         return Outcome.OLD_ATTEMPT
     if update.status is None:
         return Outcome.UNKNOWN
+    if update.preempted and update.attempt is not None and not is_terminal(status):
+        return Outcome.PREEMPTED
     same = update.native_status == native_status and update.event_time == native_time
     if is_terminal(status):
         return Outcome.DUPLICATE if same else Outcome.TERMINAL

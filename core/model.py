@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
 from core.durations import Duration
-from core.lifecycle import Status
+from core.lifecycle import ACTIVE, Status
 
 Backend = Literal["sagemaker", "vertex-ai", "azure-ml", "local"]
 BACKENDS: tuple[str, ...] = ("sagemaker", "vertex-ai", "azure-ml", "local")
@@ -240,6 +240,34 @@ class JobEvent(BaseModel):
 
 
 MAX_IGNORED_EVENTS = 50
+MAX_OUTBOX = 20
+
+
+class Delivery(BaseModel):
+    """A webhook notification of one transition, waiting in the job's outbox until the receiver
+    answers 2xx. Stored in the same conditional write as the transition (at least once); ``id``
+    stays the same across retries so the receiver can drop duplicates."""
+
+    id: str
+    status: Status
+    previous_status: Status
+    status_reason: str | None = None
+    attempt: int
+    occurred_at: datetime
+    tries: int = 0
+    next_at: datetime
+    last_error: str | None = None
+
+
+class PreviousAttempt(BaseModel):
+    """An attempt whose native job was preempted and replaced by a new attempt."""
+
+    attempt: int
+    native_id: str | None = None
+    cloud_job_identifier: dict[str, str] = Field(default_factory=dict)
+    native_status: str | None = None
+    reason: str | None = None
+    ended_at: datetime
 
 
 class JobRecord(BaseModel):
@@ -274,6 +302,14 @@ class JobRecord(BaseModel):
     load_checkpoint_job_id: str | None = None
     events: list[JobEvent] = Field(default_factory=list)
     ignored_updates: int = 0
+    outbox: list[Delivery] = Field(default_factory=list)
+    previous_attempts: list[PreviousAttempt] = Field(default_factory=list)
+
+    @property
+    def needs_sweep(self) -> bool:
+        """Whether the stores' sparse active index holds the job: while it is non-terminal, and
+        after that while webhook deliveries wait in its outbox (the sweeper retries them)."""
+        return self.status in ACTIVE or bool(self.outbox)
 
     @property
     def portable_spec(self) -> JobSpec | None:

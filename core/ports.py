@@ -167,5 +167,33 @@ class ImageRegistry(Protocol):
         ...
 
 
+class SecretStore(Protocol):
+    """Where ``{secret: name}`` env values live (AWS Secrets Manager, GCP Secret Manager, Azure Key
+    Vault, files in local mode). Values are read right before each native submit and never kept."""
+
+    def resolve(self, name: str) -> str:
+        """The current value of secret ``name``.
+
+        Raises:
+            InvalidSpecError: (422) no such secret, or this deployment may not read it; the caller
+                names the env field.
+            UnavailableError: (503, retryable) the store cannot be reached or is throttling.
+        """
+        ...
+
+
+class Notifier(Protocol):
+    """Sends a job's webhook deliveries (``notify``), signed with the deployment's secret."""
+
+    def send(self, url: str, delivery_id: str, body: bytes) -> None:
+        """POST ``body`` to ``url`` once.
+
+        Raises:
+            DeliveryError: the receiver did not answer 2xx (a redirect, an error status, a timeout,
+                or a target this deployment may not reach); the outbox tries again later.
+        """
+        ...
+
+
 class Clock(Protocol):
     def __call__(self) -> datetime: ...

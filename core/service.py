@@ -10,10 +10,11 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from core import outbox, preemption
 from core.durations import parse_duration
 from core.errors import (
     InvalidSpecError,
@@ -24,7 +25,6 @@ from core.errors import (
 from core.ids import new_id
 from core.lifecycle import APPLIED, NativeUpdate, Outcome, Status, decide, is_terminal, path_to
 from core.model import (
-    MAX_IGNORED_EVENTS,
     Checkpoint,
     ImageRef,
     JobEvent,
@@ -35,7 +35,8 @@ from core.model import (
     NativeJobRequest,
     StorageMount,
 )
-from core.ports import IdempotencyClaim, ImageRegistry, JobPage, JobStore, Pinned, TrainingBackend
+from core.ports import IdempotencyClaim, ImageRegistry, JobPage, JobStore, Notifier, Pinned, TrainingBackend
+from core.records import cap_ignored, move, native_event, note, steps
 
 log = logging.getLogger("train.service")
 
@@ -56,6 +57,7 @@ class SweepReport:
     submitted: int = 0
     expired: int = 0
     reconciled: int = 0
+    notified: int = 0
     errors: int = 0
     changed: list[str] = field(default_factory=list)
 
@@ -70,6 +72,8 @@ class TrainService:
     expiry_grace: how long past ``max_runtime`` the sweeper waits for the backend's own stop.
     registry: pins images to digests at submission and copies them to each backend's registry
         before the native submit; without it images are passed through as given.
+    notifier: sends ``notify`` webhooks; without it a spec with ``notify`` is refused (422).
+    webhook_backoff: how long failed webhook deliveries wait between tries, and how many tries.
     """
 
     def __init__(
@@ -82,6 +86,8 @@ class TrainService:
         stale_after: timedelta = timedelta(minutes=10),
         expiry_grace: timedelta = timedelta(minutes=5),
         registry: ImageRegistry | None = None,
+        notifier: Notifier | None = None,
+        webhook_backoff: outbox.Backoff | None = None,
     ) -> None:
         self.store = store
         self.backends = dict(backends)
@@ -90,6 +96,8 @@ class TrainService:
         self.stale_after = stale_after
         self.expiry_grace = expiry_grace
         self.registry = registry
+        self.notifier = notifier
+        self.webhook_backoff = webhook_backoff or outbox.Backoff()
 
     # ---- submit -------------------------------------------------------------------------------
 
@@ -100,6 +108,8 @@ class TrainService:
         ``Idempotency-Key`` was seen before with the same body)."""
         backend = self._backend(spec.backend, ("backend",))
         backend.check_spec(spec)
+        if spec.notify is not None and self.notifier is None:
+            raise InvalidSpecError.at(("notify",), outbox.NO_WEBHOOKS)
         load_from = self._resolve_load_checkpoint(account_id, spec)
         image = self._pin(account_id, spec.image)
         spec_json = spec.model_dump(mode="json")
@@ -156,6 +166,9 @@ class TrainService:
         except TrainError as exc:
             return self._defer_or_fail(job, exc, "copy of the image", f"copying the image for {backend.name} failed")
         try:
+            previous = preemption.previous_view(job)
+            if previous is not None:
+                backend.cancel(previous)  # a platform that resumes preempted jobs must not run both
             submission = backend.submit(runs)
         except TrainError as exc:
             return self._defer_or_fail(job, exc, "submit", f"{backend.name} refused the job")
@@ -171,7 +184,7 @@ class TrainService:
             return current
 
         updated = self._mutate(job.account_id, job.id, record)
-        if is_terminal(updated.status) and updated.status == Status.CANCELED and updated.started_at is None:
+        if updated.status == Status.CANCELED and (updated.started_at is None or updated.previous_attempts):
             backend.cancel(updated)  # canceled while the create was in flight: stop what it made
         return updated
 
@@ -259,7 +272,7 @@ class TrainService:
             if is_terminal(current.status) or current.cancel_requested_at is not None:
                 return None
             current.cancel_requested_at = self.clock()
-            current.events.append(_note(self.clock(), current, "cancel requested"))
+            current.events.append(note(self.clock(), current, "cancel requested"))
             return current
 
         job = self._mutate(account_id, job_id, mark)
@@ -281,23 +294,31 @@ class TrainService:
     def apply_update(self, job: JobRecord, update: NativeUpdate) -> Outcome:
         """The one path every status change from a backend takes (events, process exits, sweeps)."""
         outcome: Outcome = Outcome.DUPLICATE
+        backend = self.backends.get(job.backend)
 
         def change(current: JobRecord) -> JobRecord:
             nonlocal outcome
             now = self.clock()
             outcome = decide(current.status, current.native_status, current.native_time, current.attempt, update)
+            if outcome == Outcome.PREEMPTED:
+                handled = preemption.apply(current, update, now, backend.native_id_for if backend else None)
+                if handled is not None:  # resubmitted, or failed with no retries left
+                    outcome = handled
+                    return current
+                outcome = decide(current.status, current.native_status, current.native_time, current.attempt,
+                                 replace(update, preempted=False))
             if outcome == Outcome.TRANSITION:
                 for step in path_to(current.status, update.status or current.status):
-                    _move(current, step, now, update.event_time)
-                    current.events.append(_event(now, "transition", step, update, current.attempt))
+                    move(current, step, now, update.event_time)
+                    current.events.append(native_event(now, "transition", step, update, current.attempt))
             elif outcome == Outcome.REFRESH:
-                current.events.append(_event(now, "refresh", current.status, update, current.attempt))
+                current.events.append(native_event(now, "refresh", current.status, update, current.attempt))
             else:
                 log.info("job %s: %s update %s ignored", current.id, outcome.value.lower(), update.native_status)
                 current.ignored_updates += 1
                 why = outcome.value.lower() + (f": {update.reason}" if update.reason else "")
-                current.events.append(_event(now, "ignored", current.status, update, current.attempt, reason=why))
-                _cap_ignored(current)
+                current.events.append(native_event(now, "ignored", current.status, update, current.attempt, reason=why))
+                cap_ignored(current)
                 return current
             current.native_status = update.native_status
             current.native_time = update.event_time
@@ -305,9 +326,11 @@ class TrainService:
                 current.status_reason = update.reason
             return current
 
-        self._mutate(job.account_id, job.id, change, first=job)
+        updated = self._mutate(job.account_id, job.id, change, first=job)
         if outcome in APPLIED:
             log.info("job %s: %s (%s)", job.id, outcome.value.lower(), update.native_status)
+        if outcome == Outcome.PREEMPTED and backend is not None:
+            self._launch(backend, updated)  # the sweeper finishes it if this process dies first
         return outcome
 
     # ---- sweep --------------------------------------------------------------------------------
@@ -324,6 +347,11 @@ class TrainService:
             for job in jobs:
                 report.scanned += 1
                 try:
+                    if job.outbox and outbox.due(job, self.clock()):
+                        job = self._deliver(job)
+                        report.notified += 1
+                    if is_terminal(job.status):
+                        continue  # in the index only for its outbox
                     action = self._sweep_one(job, reconcile_all)
                     if action is not None:
                         setattr(report, action, getattr(report, action) + 1)
@@ -406,7 +434,7 @@ class TrainService:
                 return None
             now = self.clock()
             for step in path_to(current.status, status):
-                _move(current, step, now, None)
+                move(current, step, now, None)
                 current.events.append(JobEvent(at=now, kind="transition", status=step, reason=reason,
                                                attempt=current.attempt))
             current.status_reason = reason
@@ -418,10 +446,10 @@ class TrainService:
 
     def _mutate(
         self, account_id: str, job_id: str, change: Callable[[JobRecord], JobRecord | None],
-        *, first: JobRecord | None = None,
+        *, first: JobRecord | None = None, deliver: bool = True,
     ) -> JobRecord:
-        """Read, change, conditional-write; on conflict re-read and decide again. ``change`` gets a
-        copy and returns None to leave the job as it is."""
+        """Read, change, conditional-write; on conflict re-read and decide again. ``change`` gets a copy and
+        returns None to leave the job as it is. A status change queues its webhooks in the same write."""
         job = first
         for _ in range(MAX_CAS_ATTEMPTS):
             if job is None:
@@ -431,11 +459,30 @@ class TrainService:
             if new is None:
                 return job
             new.updated_at = self.clock()
+            queued = len(new.outbox)
+            if new.status != job.status:
+                outbox.enqueue(new, steps(job.status, new.status), new.updated_at)
             try:
-                return self.store.update(new, expected_version=job.version, expected_status=job.status)
+                stored = self.store.update(new, expected_version=job.version, expected_status=job.status)
             except VersionConflictError:
                 job = None
+                continue
+            return self._deliver(stored) if deliver and len(stored.outbox) > queued else stored
         raise VersionConflictError(f"job {job_id} kept changing; gave up after {MAX_CAS_ATTEMPTS} attempts")
+
+    def _deliver(self, job: JobRecord) -> JobRecord:
+        """Send the job's due webhook deliveries, then record how each went. A crash before that
+        record only means the same delivery (same id) is sent again: at least once."""
+        delivered, failed = outbox.send_due(job, self.notifier, self.clock())
+
+        def settle(current: JobRecord) -> JobRecord | None:
+            return current if outbox.settle(current, delivered, failed, self.clock(), self.webhook_backoff) else None
+
+        try:
+            return self._mutate(job.account_id, job.id, settle, first=job, deliver=False)
+        except TrainError as exc:  # the transition is durable; the sweeper sends these again
+            log.warning("webhook outcomes of job %s not recorded: %s", job.id, exc.detail)
+            return job
 
 
 class _Lost(Exception):
@@ -447,36 +494,6 @@ def _claim(key: str | None, body: dict[str, object]) -> IdempotencyClaim | None:
         return None
     digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     return IdempotencyClaim(key=key, request_hash=digest)
-
-
-def _move(job: JobRecord, step: Status, now: datetime, event_time: datetime | None) -> None:
-    job.status = step
-    if step == Status.IN_PROGRESS:
-        job.started_at = event_time or now
-    if is_terminal(step):
-        job.ended_at = event_time or now
-
-
-def _event(
-    now: datetime, kind: Literal["transition", "refresh", "ignored"], status: Status, update: NativeUpdate,
-    attempt: int, *, reason: str | None = None,
-) -> JobEvent:
-    return JobEvent(
-        at=now, kind=kind, status=status, native_status=update.native_status,
-        reason=reason if reason is not None else update.reason, event_time=update.event_time,
-        attempt=update.attempt or attempt,
-    )
-
-
-def _note(now: datetime, job: JobRecord, reason: str) -> JobEvent:
-    return JobEvent(at=now, kind="note", status=job.status, reason=reason, attempt=job.attempt)
-
-
-def _cap_ignored(job: JobRecord) -> None:
-    ignored = [i for i, e in enumerate(job.events) if e.kind == "ignored"]
-    if len(ignored) > MAX_IGNORED_EVENTS:
-        drop = set(ignored[: len(ignored) - MAX_IGNORED_EVENTS])
-        job.events = [e for i, e in enumerate(job.events) if i not in drop]
 
 
 def _seconds(value: object) -> timedelta | None:

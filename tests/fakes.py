@@ -7,7 +7,7 @@ import time
 from datetime import UTC, datetime, timedelta
 
 from core.errors import IdempotencyMismatchError, InvalidRequestError, VersionConflictError
-from core.lifecycle import ACTIVE, NativeUpdate, Status
+from core.lifecycle import NativeUpdate, Status
 from core.model import (
     ApiKey,
     Checkpoint,
@@ -92,7 +92,7 @@ class InMemoryJobStore:
 
     def list_active(self, *, limit: int = 100, cursor: str | None = None) -> JobPage:
         after = decode_cursor(cursor, keys=("id",))["id"] if cursor else ""
-        active = sorted((j for j in self._jobs.values() if j.status in ACTIVE and j.id > after), key=lambda j: j.id)
+        active = sorted((j for j in self._jobs.values() if j.needs_sweep and j.id > after), key=lambda j: j.id)
         page = [j.model_copy(deep=True) for j in active[:limit]]
         return page, (encode_cursor({"id": page[-1].id}) if len(active) > limit else None)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,9 @@ from core.backends.azureml_map import (
 from core.errors import BackendError, FieldError, InvalidSpecError, TrainError, UnavailableError
 from core.lifecycle import NativeUpdate
 from core.model import Checkpoint, JobRecord, JobSpec, LogPage, NativeJobRequest, Submission
+from core.ports import SecretStore
+from core.secrets.env import build_with, job_env, resolve_env
+from core.secrets.masking import secret_scope
 
 _TERMINAL = frozenset({"completed", "failed", "canceled"})
 
@@ -50,6 +54,7 @@ class AzureMLBackend:
         checkpoint_datastore: str = "workspaceblobstore",
         blob_endpoint: str | None = None,
         retry_total: int | None = None,
+        secrets: SecretStore | None = None,
     ) -> None:
         """``blob_endpoint`` is the Blob service URL of the checkpoint datastore's account when it is
         not ``https://<account>.blob.<suffix>`` (a private endpoint, Azurite); ``retry_total``
@@ -63,6 +68,7 @@ class AzureMLBackend:
         self.checkpoint_datastore = checkpoint_datastore
         self.blob_endpoint = blob_endpoint.rstrip("/") if blob_endpoint else None
         self.retry_total = retry_total
+        self.secrets = secrets
         self._credential_value = credential
         self._ml: Any = None
         self._logs: LogReader | None = None
@@ -71,19 +77,20 @@ class AzureMLBackend:
     # ---- checks -------------------------------------------------------------------------------
 
     def check_spec(self, spec: JobSpec) -> None:
-        self._checked(draft_record(spec))
+        job = draft_record(spec)
+        build_with(resolve_env(spec.env, self.secrets), lambda values: self._checked(job, values))
 
     def check_native(self, request: NativeJobRequest) -> None:
         self._checked(draft_record(request))
 
-    def _checked(self, job: JobRecord) -> Built:
+    def _checked(self, job: JobRecord, secrets: Mapping[str, str] | None = None) -> Built:
         """The command job, checked by our rules and then by the SDK's schema. Schema problems in
         a native ``job_config`` are named under it; in a portable spec they come from
         ``backend_options`` (Train's own fields pass the schema)."""
         from core.backends.azureml_schema import schema_errors
 
         built = to_azureml_command_job(
-            job, prefix=self.job_prefix, compute=self.compute, datastore=self.checkpoint_datastore
+            job, prefix=self.job_prefix, compute=self.compute, datastore=self.checkpoint_datastore, secrets=secrets
         )
         errors = schema_errors(built.job)
         if errors:
@@ -103,16 +110,19 @@ class AzureMLBackend:
 
     def submit(self, job: JobRecord) -> Submission:
         """Get before create: a job an earlier call for this attempt created is returned, never a
-        second one (a PUT of the same name would only update it, but it would also resend it)."""
+        second one (a PUT of the same name would only update it, but it would also resend it).
+        Secret values are read again for every call and go into ``environment_variables`` only."""
         from core.backends.azureml_schema import to_command_job
 
         name = self.native_id_for(job)
-        built = self._checked(job)
-        existing = self._get_job(name)
-        if existing is None:
-            if built.image is not None:
-                self._ensure_environment(built.image)
-            existing = self._call("create job", lambda ml: ml.jobs.create_or_update(to_command_job(built.job)))
+        resolved = resolve_env(job_env(job), self.secrets)
+        with secret_scope(resolved.values.values()):
+            built = build_with(resolved, lambda values: self._checked(job, values))
+            existing = self._get_job(name)
+            if existing is None:
+                if built.image is not None:
+                    self._ensure_environment(built.image)
+                existing = self._call("create job", lambda ml: ml.jobs.create_or_update(to_command_job(built.job)))
         return Submission(
             native_id=name,
             cloud_job_identifier={"job_name": name, "workspace": self.workspace, "job_id": str(existing.id or "")},
@@ -169,11 +179,15 @@ class AzureMLBackend:
             return
 
     def _get_job(self, name: str) -> Any:
-        return self._call_or_none("get job", lambda ml: ml.jobs.get(name))
+        """The job; its ``environment_variables`` hold secret values, so the SDK's debug records are withheld."""
+        with secret_scope():
+            return self._call_or_none("get job", lambda ml: ml.jobs.get(name))
 
     def _run_details(self, name: str) -> Any:
-        """The run history's view of the job (times, error, log files); None if it has none yet."""
-        return self._call_or_none("read run details", lambda ml: ml.jobs._runs_operations.get_run_details(name))
+        """The run history's view of the job (times, error, log files); None if it has none yet.
+        It can repeat the job's definition: the SDK's debug records are withheld."""
+        with secret_scope():
+            return self._call_or_none("read run details", lambda ml: ml.jobs._runs_operations.get_run_details(name))
 
     def _name(self, job: JobRecord) -> str:
         return job.native_id or self.native_id_for(job)

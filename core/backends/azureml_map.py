@@ -8,6 +8,7 @@ job an earlier call created, and an event's ``runId`` leads back to our job.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,6 +47,9 @@ MISSING = "NotFound"  # our own native state: the workspace has no job of that n
 # a breach ends the job Canceled, told apart from a user's cancel by its run time or error text.
 TIMEOUT_WORDS = ("timeout", "timed out", "max run duration", "exceeded the maximum", "maximum allowed time")
 TIMEOUT_SLACK = timedelta(seconds=60)
+# A spot (low-priority) node taken back ends a serverless job Failed with run error text about the
+# preemption or eviction; Azure ML documents no fixed code for it, so the text is matched.
+PREEMPTED_WORDS = re.compile(r"preempt|evict", re.IGNORECASE)
 
 # Event Grid (Azure Event Grid docs, "Azure Machine Learning as an Event Grid source").
 EVENT_TYPES = frozenset({
@@ -74,16 +78,20 @@ def parse_azureml_job_name(name: str, prefix: str) -> tuple[str, int] | None:
 
 
 def to_azureml_command_job(
-    job: JobRecord, *, prefix: str, compute: str | None = None, datastore: str = "workspaceblobstore"
+    job: JobRecord, *, prefix: str, compute: str | None = None, datastore: str = "workspaceblobstore",
+    secrets: Mapping[str, str] | None = None,
 ) -> Built:
-    """The command job for ``job``'s current attempt, and the image to register as its Environment.
+    """The command job for ``job``'s current attempt, and the image to register as its Environment;
+    ``secrets`` holds the values of the spec's ``{secret: name}`` env entries by variable.
 
     Raises:
         InvalidSpecError: naming every field Azure ML cannot run, before any call.
     """
     name = azureml_job_name(prefix, job.id, job.attempt)
-    build = native_job if job.native_request is not None else portable_job
-    built = build(job, name=name, compute=compute, datastore=datastore, prefix=prefix)
+    if job.native_request is not None:
+        built = native_job(job, name=name, compute=compute, datastore=datastore, prefix=prefix)
+    else:
+        built = portable_job(job, name=name, compute=compute, datastore=datastore, prefix=prefix, secrets=secrets or {})
     if built.errors:
         raise InvalidSpecError.of(built.errors)
     return built
@@ -125,7 +133,8 @@ def from_azureml_status(
         mapped = FINAL_STATES[key]
     elif key == MISSING.lower():
         mapped = Status.FAILED
-    return NativeUpdate(status, mapped, event_time, reason, attempt)
+    preempted = key == "failed" and bool(reason and PREEMPTED_WORDS.search(reason))
+    return NativeUpdate(status, mapped, event_time, reason, attempt, preempted)
 
 
 def _timed_out(reason: str | None, timeout_seconds: int | None, run_seconds: float | None) -> bool:

@@ -13,11 +13,13 @@ from __future__ import annotations
 import hashlib
 import re
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import FieldError
 from core.model import Compute, JobRecord, JobSpec, SecretRef, StorageMount
+from core.secrets.env import unresolved
 
 Path = tuple[str | int, ...]
 
@@ -48,7 +50,6 @@ CHECKPOINT_OUTPUT = "checkpoints"
 LOAD_INPUT = "load_checkpoint"
 DATASTORE_URI = re.compile(r"^azureml://datastores/([A-Za-z0-9_]+)/paths/(.+)$")
 
-SECRETS_LATER = "secret values cannot be passed to Azure ML yet (secret resolution arrives with the secrets store)"
 TRAIN_FIELDS = frozenset({
     "type", "name", "display_name", "experiment_name", "command", "environment", "compute", "resources",
     "distribution", "inputs", "outputs", "limits", "environment_variables", "queue_settings", "tags",
@@ -195,7 +196,11 @@ def launcher(exports: dict[str, str], links: list[tuple[str, str]], argv: list[s
     return "; ".join(parts)
 
 
-def portable_job(job: JobRecord, *, name: str, compute: str | None, datastore: str, prefix: str) -> Built:
+def portable_job(
+    job: JobRecord, *, name: str, compute: str | None, datastore: str, prefix: str, secrets: Mapping[str, str]
+) -> Built:
+    """``secrets``: the values of the spec's ``{secret: name}`` entries by variable, which go into
+    ``environment_variables``."""
     spec = JobSpec.model_validate(job.spec)
     errors: list[FieldError] = []
     image = job.image.resolved or spec.image
@@ -207,8 +212,6 @@ def portable_job(job: JobRecord, *, name: str, compute: str | None, datastore: s
         vm, found = vm_size_for(spec.compute)
         errors += found
         resources["instance_type"] = vm or CPU_VM
-    if spec.notify is not None:
-        errors.append(FieldError(("notify",), "webhook delivery is not available yet; remove notify"))
     if spec.spot.enabled and target is not None:
         errors.append(FieldError(("spot", "enabled"), (
             f"this deployment runs Azure ML jobs on compute cluster '{target}', whose VM priority is its own; "
@@ -221,10 +224,12 @@ def portable_job(job: JobRecord, *, name: str, compute: str | None, datastore: s
     errors += mounts.errors
     env: dict[str, str] = {}
     for var, value in spec.env.items():
-        if isinstance(value, SecretRef):
-            errors.append(FieldError(("env", var), SECRETS_LATER))
-        else:
+        if not isinstance(value, SecretRef):
             env[var] = value
+        elif var in secrets:
+            env[var] = secrets[var]
+        else:
+            errors.append(unresolved(var, value))
     exports = dict(mounts.exports)
     inputs, outputs = dict(mounts.inputs), dict(mounts.outputs)
     if spec.checkpointing.enabled:

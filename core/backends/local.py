@@ -1,9 +1,11 @@
 """The local backend: each job attempt runs as a process on this machine (SPEC §10).
 
 Layout under ``data_dir``: ``jobs/<job_id>/attempt-<n>/`` holds ``plan.json``, ``launcher.pid``,
-``logs.jsonl``, ``exit.json``, ``stop`` and the default working dir ``work/``;
-``jobs/<job_id>/checkpoints/`` is shared by the job's attempts; ``secrets/<name>`` holds the
-values of ``{secret: name}`` env entries. The job runs directly, not inside its image.
+``logs.jsonl``, ``exit.json``, ``stop``, ``preempt`` and the default working dir ``work/``;
+``jobs/<job_id>/checkpoints/`` is shared by the job's attempts. ``{secret: name}`` env entries are
+read from the secret store (by default ``FileSecretStore(<data_dir>/secrets)``) at each start and
+reach the process through the launcher's environment, never ``plan.json``; the launcher masks them
+in ``logs.jsonl``. The job runs directly, not inside its image.
 
 Process exits reach the service through the listener, the same path cloud events take.
 """
@@ -26,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import core
-from core.backends.local_checks import native_errors, secret_path, spec_errors
+from core.backends.local_checks import native_errors, spec_errors
 from core.backends.local_files import alive, kill_session, list_checkpoints, read_exit, read_logs, read_pid
 from core.backends.local_state import (
     CANCELED,
@@ -37,22 +39,29 @@ from core.backends.local_state import (
     mount_local_path,
 )
 from core.durations import parse_duration
-from core.errors import BackendError, FieldError, InvalidSpecError, TrainError
+from core.errors import BackendError, FieldError, InvalidRequestError, InvalidSpecError, TrainError
 from core.lifecycle import NativeUpdate
-from core.model import Checkpoint, JobRecord, JobSpec, LogPage, NativeJobRequest, SecretRef, Submission
+from core.model import Checkpoint, JobRecord, JobSpec, LogPage, NativeJobRequest, Submission
+from core.ports import SecretStore
+from core.secrets.env import resolve_env
+from core.secrets.file import FileSecretStore
 
 log = logging.getLogger("train.backends.local")
 
 Listener = Callable[[str, NativeUpdate], None]
 POLL_SECONDS = 0.2
+PREEMPT = "preempt"  # the marker preempt() writes before killing the attempt
 KILL_MARGIN = 2.0  # the launcher kills its child at the grace; the whole session goes this much later
 
 
 class LocalBackend:
     name = "local"
 
-    def __init__(self, data_dir: Path, *, stop_grace: float = 10.0, gpus: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, *, stop_grace: float = 10.0, gpus: int | None = None, secrets: SecretStore | None = None
+    ) -> None:
         self.data_dir = Path(data_dir).resolve()
+        self.secrets = secrets if secrets is not None else FileSecretStore(self.data_dir / "secrets")
         self.stop_grace = stop_grace
         self._gpus = gpus
         self._listener: Listener | None = None
@@ -75,7 +84,7 @@ class LocalBackend:
     # ---- checks -------------------------------------------------------------------------------
 
     def check_spec(self, spec: JobSpec) -> None:
-        _raise(spec_errors(spec, data_dir=self.data_dir, gpus_available=self._gpu_count))
+        _raise(spec_errors(spec, gpus_available=self._gpu_count) + resolve_env(spec.env, self.secrets).problems)
 
     def check_native(self, request: NativeJobRequest) -> None:
         _raise(native_errors(request))
@@ -146,7 +155,9 @@ class LocalBackend:
             working_dir, grace, gpus, checkpointing = config.get("working_dir"), self.stop_grace, 0, False
         mounts = [mount_local_path(m.source_uri) or "" for m in job.storage_mounts]
         env = {k: v for k, v in env_in.items() if isinstance(v, str)}
-        secrets = {k: self._secret(k, v) for k, v in env_in.items() if isinstance(v, SecretRef)}
+        resolved = resolve_env(env_in, self.secrets)
+        _raise(resolved.problems)
+        secrets = resolved.values
         env.update(identity_env(
             job_id=job.id, name=job.name, project=job.project, attempt=job.attempt, gpus_per_node=gpus,
             mount_paths=mounts,
@@ -161,15 +172,6 @@ class LocalBackend:
             "read_only": [path for m, path in zip(job.storage_mounts, mounts, strict=True) if m.read_only],
         }
         return plan, secrets
-
-    def _secret(self, var: str, ref: SecretRef) -> str:
-        path = secret_path(self.data_dir, ref.secret)
-        try:
-            if path is None:
-                raise FileNotFoundError(ref.secret)
-            return path.read_text().rstrip("\r\n")
-        except OSError as exc:
-            raise InvalidSpecError.at(("env", var), f"secret '{ref.secret}' is not set") from exc
 
     def _checkpoint_env(
         self, job: JobRecord, spec: JobSpec | None, attempt_dir: Path, checkpointing: bool
@@ -248,7 +250,7 @@ class LocalBackend:
         """The update of an attempt whose launcher is gone. A launcher that died without writing
         its exit (killed after a stop request, or lost) gets one written here, so every later read
         gives the same answer, and whatever it left running is killed."""
-        info = read_exit(attempt_dir)
+        info = _exit_info(attempt_dir)
         if info is None and not attempt_dir.is_dir():
             return from_local_state("Lost", datetime.now(UTC), attempt=attempt, reason="no record of the process")
         if info is None:
@@ -258,7 +260,9 @@ class LocalBackend:
                 cause = None
             if pid is not None:
                 kill_session(pid, attempt_dir / "plan.json", job_id)
-            info = {"exit_code": None, "signal": None, "stop_cause": cause, "lost": cause is None,
+            preempted = (attempt_dir / PREEMPT).exists()
+            info = {"exit_code": None, "signal": None, "stop_cause": None if preempted else cause,
+                    "lost": cause is None and not preempted, "preempted": preempted,
                     "ended_at": datetime.now(UTC).isoformat()}
             _write_atomic(attempt_dir / "exit.json", json.dumps(info))
         return from_local_exit(info, attempt=attempt)
@@ -285,7 +289,7 @@ class LocalBackend:
 
     def describe(self, job: JobRecord) -> NativeUpdate:
         attempt_dir = self._attempt_dir(job)
-        info = read_exit(attempt_dir)
+        info = _exit_info(attempt_dir)
         if info is not None:
             return from_local_exit(info, attempt=job.attempt)
         pid = read_pid(attempt_dir)
@@ -293,6 +297,17 @@ class LocalBackend:
             self._watch(self.native_id_for(job), attempt_dir, job.attempt, pid, None, None)
             return from_local_state("Running", datetime.now(UTC), attempt=job.attempt)
         return self._final(job.id, attempt_dir, job.attempt, pid)
+
+    def preempt(self, job: JobRecord) -> None:
+        """Stand in for a spot interruption (tests, demos): mark the current attempt preempted and
+        SIGKILL its whole session at once, with no SIGTERM and no grace, as a reclaimed machine would.
+        The exit then reaches the service as a preemption (native state ``Preempted``)."""
+        attempt_dir = self._attempt_dir(job)
+        pid = read_pid(attempt_dir)
+        if pid is None or read_exit(attempt_dir) is not None or not alive(pid, attempt_dir / "plan.json"):
+            raise InvalidRequestError(f"attempt {job.attempt} of job {job.id} is not running")
+        _write_atomic(attempt_dir / PREEMPT, datetime.now(UTC).isoformat())
+        kill_session(pid, attempt_dir / "plan.json", job.id)
 
     def cancel(self, job: JobRecord) -> None:
         attempt_dir = self._attempt_dir(job)
@@ -333,6 +348,15 @@ class LocalBackend:
 
     def _attempt_dir(self, job: JobRecord) -> Path:
         return self._job_dir(job.id) / f"attempt-{job.attempt}"
+
+
+def _exit_info(attempt_dir: Path) -> dict[str, Any] | None:
+    """``exit.json``, marked preempted when the launcher lived to record a child killed under a
+    ``preempt`` marker (a clean exit or a stop Train asked for stays what it was)."""
+    info = read_exit(attempt_dir)
+    if info is None or not (attempt_dir / PREEMPT).exists() or info.get("stop_cause") or info.get("exit_code") == 0:
+        return info
+    return {**info, "preempted": True}
 
 
 def _raise(errors: list[FieldError]) -> None:

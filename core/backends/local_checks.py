@@ -1,5 +1,6 @@
 """What the local backend refuses at submission, before any process starts (SPEC §4: a feature
-the backend lacks is a 422 naming the field). Reads the file system only to see that paths exist."""
+the backend lacks is a 422 naming the field). Reads the file system only to see that paths exist;
+``{secret: name}`` entries are checked against the secret store by the backend."""
 
 from __future__ import annotations
 
@@ -10,21 +11,14 @@ from typing import Any
 from core.backends.local_state import mount_local_path
 from core.durations import parse_duration
 from core.errors import FieldError
-from core.model import ENV_NAME, RESERVED_ENV, JobSpec, NativeJobRequest, SecretRef, StorageMount
+from core.model import ENV_NAME, RESERVED_ENV, JobSpec, NativeJobRequest, StorageMount
 
 MAX_STOP_GRACE = 3600
 BACKEND_OPTIONS = ("working_dir", "stop_grace_seconds")
 JOB_CONFIG_KEYS = ("command", "args", "env", "working_dir", "max_runtime")
 
 
-def secret_path(data_dir: Path, name: str) -> Path | None:
-    """Where secret ``name`` is kept locally; None for a name that would leave the secrets folder."""
-    root = (data_dir / "secrets").resolve()
-    path = (root / name).resolve()
-    return path if root in path.parents else None
-
-
-def spec_errors(spec: JobSpec, *, data_dir: Path, gpus_available: Callable[[], int]) -> list[FieldError]:
+def spec_errors(spec: JobSpec, *, gpus_available: Callable[[], int]) -> list[FieldError]:
     errors: list[FieldError] = []
     compute = spec.compute
     if compute.nodes > 1:
@@ -39,22 +33,7 @@ def spec_errors(spec: JobSpec, *, data_dir: Path, gpus_available: Callable[[], i
             ))
     if spec.spot.enabled:
         errors.append(FieldError(("spot", "enabled"), "spot capacity is not available on the local backend"))
-    if spec.notify is not None:
-        errors.append(FieldError(("notify",), "webhook delivery is not available yet; remove notify"))
-    if spec.retries.on_preemption > 0:
-        errors.append(FieldError(
-            ("retries", "on_preemption"), "retries on preemption are not available on the local backend yet"
-        ))
     errors += mount_errors(spec.storage_mounts)
-    for var, value in spec.env.items():
-        if isinstance(value, SecretRef):
-            path = secret_path(data_dir, value.secret)
-            if path is None:
-                errors.append(FieldError(("env", var), f"secret name '{value.secret}' leaves the secrets folder"))
-            elif not path.is_file():
-                errors.append(FieldError(
-                    ("env", var), f"secret '{value.secret}' is not set (no file {data_dir / 'secrets' / value.secret})"
-                ))
     errors += _option_errors(spec.backend_options)
     return errors
 

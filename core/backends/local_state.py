@@ -11,6 +11,7 @@ Native states of a local job:
 | Failed | non-zero exit, a signal Train did not send, or it could not start | FAILED |
 | Stopped | Train stopped it: cause Canceled → CANCELED, MaxRuntimeExceeded → EXPIRED | |
 | Lost | no process and no exit record (it died while the server was down) | FAILED |
+| Preempted | killed with a ``preempt`` marker written: a spot interruption (``preempt()``) | FAILED, preempted |
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ LOCAL_STATES: dict[str, Status] = {
     "Succeeded": Status.COMPLETED,
     "Failed": Status.FAILED,
     "Lost": Status.FAILED,
+    "Preempted": Status.FAILED,
 }
+PREEMPTED_REASON = "preempted: the capacity was taken back"
 
 STOP_CAUSES: dict[str, tuple[Status, str]] = {
     CANCELED: (Status.CANCELED, "canceled"),
@@ -55,14 +58,20 @@ def from_local_state(
         return NativeUpdate(native_status, status, event_time, reason or default_reason, attempt)
     if native_status == "Lost":
         reason = reason or LOST_REASON
-    return NativeUpdate(native_status, LOCAL_STATES.get(native_status), event_time, reason, attempt)
+    preempted = native_status == "Preempted"
+    if preempted:
+        reason = reason or PREEMPTED_REASON
+    return NativeUpdate(native_status, LOCAL_STATES.get(native_status), event_time, reason, attempt, preempted)
 
 
 def from_local_exit(exit_info: Mapping[str, Any], *, attempt: int | None = None) -> NativeUpdate:
     """Map the launcher's ``exit.json`` (``exit_code``, ``signal``, ``stop_cause``, ``ended_at``,
     ``error`` when the command could not start, ``lost`` when the backend found the launcher gone
-    without an exit record) to the job's final update."""
+    without an exit record, ``preempted`` when it was killed as a spot interruption) to the job's
+    final update."""
     ended = parse_time(exit_info.get("ended_at"))
+    if exit_info.get("preempted"):
+        return from_local_state("Preempted", ended, attempt=attempt)
     if exit_info.get("lost"):
         return from_local_state("Lost", ended, attempt=attempt)
     cause = exit_info.get("stop_cause")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,6 +25,9 @@ from core.backends.sagemaker_map import (
 from core.errors import BackendError, FieldError, InvalidRequestError, TrainError, UnavailableError
 from core.lifecycle import NativeUpdate
 from core.model import Checkpoint, JobRecord, JobSpec, LogLine, LogPage, NativeJobRequest, Submission
+from core.ports import SecretStore
+from core.secrets.env import build_with, job_env, resolve_env
+from core.secrets.masking import secret_scope
 from core.stores.cursor import decode_cursor, encode_cursor
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"  # one stream per host: <job name>/algo-<n>-<epoch seconds>
@@ -50,12 +53,14 @@ class SageMakerBackend:
         job_prefix: str = "train",
         region: str | None = None,
         session_factory: Callable[[], Any] | None = None,
+        secrets: SecretStore | None = None,
     ) -> None:
         self.role_arn = role_arn
         self.output_s3_uri = output_s3_uri.rstrip("/")
         self.job_prefix = job_prefix
         self.region = region
         self._session_factory = session_factory
+        self.secrets = secrets
         self._session: Any = None
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -63,14 +68,15 @@ class SageMakerBackend:
     # ---- checks -------------------------------------------------------------------------------
 
     def check_spec(self, spec: JobSpec) -> None:
-        self._request(draft_record(spec))
+        job = draft_record(spec)
+        build_with(resolve_env(spec.env, self.secrets), lambda values: self._request(job, values))
 
     def check_native(self, request: NativeJobRequest) -> None:
         self._request(draft_record(request))
 
-    def _request(self, job: JobRecord) -> dict[str, Any]:
+    def _request(self, job: JobRecord, secrets: Mapping[str, str] | None = None) -> dict[str, Any]:
         return to_sagemaker_request(
-            job, role_arn=self.role_arn, output_s3_uri=self.output_s3_uri, prefix=self.job_prefix
+            job, role_arn=self.role_arn, output_s3_uri=self.output_s3_uri, prefix=self.job_prefix, secrets=secrets
         )
 
     # ---- jobs ---------------------------------------------------------------------------------
@@ -80,19 +86,22 @@ class SageMakerBackend:
 
     def submit(self, job: JobRecord) -> Submission:
         """A ``ResourceInUse`` answer means an earlier call for this attempt created the job: it is
-        described and returned, never created twice."""
+        described and returned, never created twice. Secret values are read again for every call
+        and go into ``Environment`` only."""
         from botocore.exceptions import ClientError
 
         name = self.native_id_for(job)
-        request = self._request(job)
-        try:
-            arn = str(self._call("sagemaker", "create_training_job", **request)["TrainingJobArn"])
-            status = None
-        except _Failed as failed:
-            if not isinstance(failed.cause, ClientError) or _code(failed.cause) != "ResourceInUse":
-                raise failed.error from failed.cause
-            described = self._describe(name)
-            arn, status = str(described["TrainingJobArn"]), from_sagemaker_job(described).native_status
+        resolved = resolve_env(job_env(job), self.secrets)
+        with secret_scope(resolved.values.values()):
+            request = build_with(resolved, lambda values: self._request(job, values))
+            try:
+                arn = str(self._call("sagemaker", "create_training_job", **request)["TrainingJobArn"])
+                status = None
+            except _Failed as failed:
+                if not isinstance(failed.cause, ClientError) or _code(failed.cause) != "ResourceInUse":
+                    raise failed.error from failed.cause
+                described = self._describe(name)
+                arn, status = str(described["TrainingJobArn"]), from_sagemaker_job(described).native_status
         return Submission(native_id=name, cloud_job_identifier={"job_name": name, "job_arn": arn}, native_status=status)
 
     def describe(self, job: JobRecord) -> NativeUpdate:
@@ -123,8 +132,11 @@ class SageMakerBackend:
                 raise failed.error from failed.cause
 
     def _describe(self, name: str) -> dict[str, Any]:
+        """The job as SageMaker describes it. Its ``Environment`` holds secret values: the SDK's
+        debug records of the call are withheld."""
         try:
-            return dict(self._call("sagemaker", "describe_training_job", TrainingJobName=name))
+            with secret_scope():
+                return dict(self._call("sagemaker", "describe_training_job", TrainingJobName=name))
         except _Failed as failed:
             if _code(failed.cause) in _NOT_FOUND or "not found" in _message(failed.cause).lower():
                 raise _Gone(name) from failed.cause

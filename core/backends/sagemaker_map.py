@@ -9,6 +9,7 @@ Native job name: ``<prefix>-<job id>-<attempt>``, deterministic, so a retried su
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,6 +41,11 @@ PENDING_SECONDARY = frozenset({
     "DownloadingTrainingImage",
 })
 RUNNING_SECONDARY = frozenset({"Training", "Uploading", "Restarting", "Interrupted", "Updating"})
+# "Interrupted - The job stopped because the managed spot training instances were interrupted"
+# (DescribeTrainingJob, SecondaryStatus; "Managed Spot Training Lifecycle" in the developer guide
+# shows InProgress: ... Training → Interrupted → Starting ... when SageMaker resumes the job itself).
+# It is the one documented spot signal: FailureReason texts are not documented, so none is matched.
+PREEMPTED_SECONDARY = "Interrupted"
 EXPIRED_SECONDARY = {"MaxRuntimeExceeded": "max_runtime exceeded", "MaxWaitTimeExceeded": "spot max_wait exceeded"}
 FINAL_STATES = {"Completed": Status.COMPLETED, "Failed": Status.FAILED}
 MISSING = "NotFound"  # our own native state: SageMaker has no job of that name
@@ -67,8 +73,11 @@ def parse_training_job_name(name: str, prefix: str) -> tuple[str, int] | None:
     return job_id, int(attempt)
 
 
-def to_sagemaker_request(job: JobRecord, *, role_arn: str, output_s3_uri: str, prefix: str) -> dict[str, Any]:
-    """The CreateTrainingJob request (PascalCase, as boto3 takes it) for ``job``'s current attempt.
+def to_sagemaker_request(
+    job: JobRecord, *, role_arn: str, output_s3_uri: str, prefix: str, secrets: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The CreateTrainingJob request (PascalCase, as boto3 takes it) for ``job``'s current attempt;
+    ``secrets`` holds the values of the spec's ``{secret: name}`` env entries by variable.
 
     Raises:
         InvalidSpecError: naming every field SageMaker cannot run, before any call.
@@ -77,7 +86,9 @@ def to_sagemaker_request(job: JobRecord, *, role_arn: str, output_s3_uri: str, p
     if job.native_request is not None:
         request, errors = native_request(job, name=name, role_arn=role_arn, output_s3_uri=output_s3_uri)
     else:
-        request, errors = portable_request(job, name=name, role_arn=role_arn, output_s3_uri=output_s3_uri)
+        request, errors = portable_request(
+            job, name=name, role_arn=role_arn, output_s3_uri=output_s3_uri, secrets=secrets or {}
+        )
     if errors:
         raise InvalidSpecError.of(errors)
     return request
@@ -109,6 +120,9 @@ def from_sagemaker_state(
             mapped = Status.PENDING
         elif secondary in RUNNING_SECONDARY:
             mapped = Status.IN_PROGRESS
+        if secondary == PREEMPTED_SECONDARY:
+            reason = reason or "spot capacity interrupted"
+            return NativeUpdate(native, mapped, event_time, reason, attempt, preempted=True)
     elif status == "Stopping":
         mapped = Status.IN_PROGRESS
     elif status == "Stopped":

@@ -7,6 +7,7 @@ SageMaker's limits and the instance table sit next to the rules that use them, w
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,6 +15,7 @@ from core.backends.sagemaker_launcher import ARGV0, chunk, launcher_script
 from core.backends.sagemaker_shapes import member_shape, request_errors, snake_path, to_pascal
 from core.errors import FieldError
 from core.model import RESERVED_ENV, Compute, JobRecord, JobSpec, SecretRef, StorageMount
+from core.secrets.env import unresolved
 
 Path = tuple[str | int, ...]
 
@@ -53,9 +55,6 @@ INSTANCE_TABLE: dict[str, dict[int, str]] = {
 }
 CPU_INSTANCE = "ml.m5.xlarge"  # accelerator "none": 4 vCPU, 16 GiB
 
-SECRETS_LATER = "secret values cannot be passed to SageMaker yet (secret resolution arrives with the secrets store)"
-
-
 @dataclass
 class _Mounts:
     channels: list[dict[str, Any]] = field(default_factory=list)
@@ -84,8 +83,10 @@ def instance_type_for(compute: Compute) -> tuple[str | None, list[FieldError]]:
 
 
 def portable_request(
-    job: JobRecord, *, name: str, role_arn: str, output_s3_uri: str
+    job: JobRecord, *, name: str, role_arn: str, output_s3_uri: str, secrets: Mapping[str, str]
 ) -> tuple[dict[str, Any], list[FieldError]]:
+    """``secrets``: the values of the spec's ``{secret: name}`` entries by variable. They go into
+    ``Environment`` and count against its limits like any other value."""
     spec = JobSpec.model_validate(job.spec)
     out = output_s3_uri.rstrip("/")
     errors: list[FieldError] = []
@@ -98,22 +99,24 @@ def portable_request(
     errors += found
     stopping, found = _stopping(spec)
     errors += found
-    if spec.notify is not None:
-        errors.append(FieldError(("notify",), "webhook delivery is not available yet; remove notify"))
 
     checkpointing = spec.checkpointing.enabled
     mounts = _mounts(job.storage_mounts, rw_owner="checkpointing" if checkpointing else None, links=True)
     errors += mounts.errors
     env: dict[str, str] = {}
     for var, value in spec.env.items():
-        if isinstance(value, SecretRef):
-            errors.append(FieldError(("env", var), SECRETS_LATER))
-        else:
+        if not isinstance(value, SecretRef):
             env[var] = value
+        elif var in secrets:
+            env[var] = secrets[var]
+        else:
+            errors.append(unresolved(var, value))
     for var, value in env.items():
         if len(value) > MAX_ENV_VALUE:
+            ref = spec.env[var]
+            what = f"the value of secret '{ref.secret}'" if isinstance(ref, SecretRef) else "this one"
             errors.append(FieldError(("env", var), f"SageMaker caps environment values at {MAX_ENV_VALUE} characters; "
-                                                   f"this one has {len(value)}"))
+                                                   f"{what} has {len(value)}"))
     own_env = _identity_env(job, spec.compute.gpus_per_node) | mounts.env
     channels = list(mounts.channels)
     checkpoint = mounts.checkpoint
@@ -161,10 +164,9 @@ def portable_request(
         request["CheckpointConfig"] = checkpoint
     if spec.spot.enabled:
         request["EnableManagedSpotTraining"] = True
-    if spec.retries.on_preemption:
-        # RetryStrategy.MaximumRetryAttempts (1-30): SageMaker restarts the same job after a spot
-        # interruption or an internal error, so the native job and our attempt stay the same.
-        request["RetryStrategy"] = {"MaximumRetryAttempts": spec.retries.on_preemption}
+    # retries.on_preemption is Train's own: an Interrupted attempt is replaced by a new training job
+    # (the next attempt) that restores the same CheckpointConfig prefix. SageMaker's RetryStrategy
+    # (internal errors) stays available through backend_options.
     options, found = _options(spec.backend_options, request)
     errors += found
     algorithm.setdefault("TrainingInputMode", "File")

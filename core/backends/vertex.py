@@ -11,6 +11,7 @@ credentials; every other call uses Application Default Credentials. Errors becom
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +33,9 @@ from core.backends.vertex_map import (
 from core.errors import FieldError, InvalidRequestError
 from core.lifecycle import NativeUpdate
 from core.model import Checkpoint, JobRecord, JobSpec, LogLine, LogPage, NativeJobRequest, Submission
+from core.ports import SecretStore
+from core.secrets.env import build_with, job_env, resolve_env
+from core.secrets.masking import secret_scope
 from core.stores.cursor import decode_cursor, encode_cursor
 
 LOGGING_ENDPOINT = "https://logging.googleapis.com"
@@ -55,8 +59,10 @@ class VertexBackend:
         job_prefix: str = "train",
         service_account: str | None = None,
         client_options: dict[str, Any] | None = None,
+        secrets: SecretStore | None = None,
     ) -> None:
         self.project = project
+        self.secrets = secrets
         self.location = location
         self.staging_bucket = staging_bucket
         self.job_prefix = job_prefix
@@ -73,14 +79,16 @@ class VertexBackend:
     # ---- checks -------------------------------------------------------------------------------
 
     def check_spec(self, spec: JobSpec) -> None:
-        self._custom_job(draft_record(spec))
+        job = draft_record(spec)
+        build_with(resolve_env(spec.env, self.secrets), lambda values: self._custom_job(job, values))
 
     def check_native(self, request: NativeJobRequest) -> None:
         self._custom_job(draft_record(request))
 
-    def _custom_job(self, job: JobRecord) -> dict[str, Any]:
+    def _custom_job(self, job: JobRecord, secrets: Mapping[str, str] | None = None) -> dict[str, Any]:
         return to_vertex_custom_job(
-            job, prefix=self.job_prefix, staging_bucket=self.staging_bucket, service_account=self.service_account
+            job, prefix=self.job_prefix, staging_bucket=self.staging_bucket, service_account=self.service_account,
+            secrets=secrets,
         )
 
     # ---- jobs ---------------------------------------------------------------------------------
@@ -90,21 +98,24 @@ class VertexBackend:
 
     def submit(self, job: JobRecord) -> Submission:
         """Vertex AI takes no client job id, so the attempt's job is first looked up by its labels:
-        a lost earlier call's job is returned, never created twice."""
+        a lost earlier call's job is returned, never created twice. Secret values are read again
+        for every call and go into the pools' ``container_spec.env`` only."""
         from google.cloud import aiplatform_v1
         from google.protobuf import json_format
 
-        custom_job = self._custom_job(job)
-        found = self._find(job)
-        if found is None:
-            message = json_format.ParseDict(custom_job, aiplatform_v1.CustomJob.pb()())
-            request = aiplatform_v1.CreateCustomJobRequest(parent=self.parent, custom_job=message)
-            client = self._google.jobs()
-            try:
-                found = as_dict(self._google.call("create", lambda: client.create_custom_job(
-                    request=request, retry=None, timeout=HTTP_TIMEOUT)))
-            except CallFailed as failed:
-                raise failed.error from failed.cause
+        resolved = resolve_env(job_env(job), self.secrets)
+        with secret_scope(resolved.values.values()):
+            custom_job = build_with(resolved, lambda values: self._custom_job(job, values))
+            found = self._find(job)
+            if found is None:
+                message = json_format.ParseDict(custom_job, aiplatform_v1.CustomJob.pb()())
+                request = aiplatform_v1.CreateCustomJobRequest(parent=self.parent, custom_job=message)
+                client = self._google.jobs()
+                try:
+                    found = as_dict(self._google.call("create", lambda: client.create_custom_job(
+                        request=request, retry=None, timeout=HTTP_TIMEOUT)))
+                except CallFailed as failed:
+                    raise failed.error from failed.cause
         name = str(found["name"])
         return Submission(native_id=name, cloud_job_identifier={"job_name": name},
                           native_status=str(found.get("state") or "") or None)
@@ -138,12 +149,14 @@ class VertexBackend:
                 raise failed.error from failed.cause
 
     def _get(self, name: str) -> dict[str, Any] | None:
+        """The custom job; its pools' env holds secret values, so the SDK's debug records are withheld."""
         from google.api_core import exceptions
 
         try:
             client = self._google.jobs()
-            return as_dict(self._google.call("get", lambda: client.get_custom_job(
-                name=name, retry=self._google.read_retry(), timeout=HTTP_TIMEOUT)))
+            with secret_scope():
+                return as_dict(self._google.call("get", lambda: client.get_custom_job(
+                    name=name, retry=self._google.read_retry(), timeout=HTTP_TIMEOUT)))
         except CallFailed as failed:
             if isinstance(failed.cause, exceptions.NotFound):
                 return None
@@ -157,10 +170,11 @@ class VertexBackend:
         client = self._google.jobs()
         retry = self._google.read_retry()
         try:
-            found = self._google.call("list", lambda: [
-                as_dict(item)  # iterating fetches the later pages
-                for item in client.list_custom_jobs(request=request, retry=retry, timeout=HTTP_TIMEOUT)
-            ])
+            with secret_scope():
+                found = self._google.call("list", lambda: [
+                    as_dict(item)  # iterating fetches the later pages
+                    for item in client.list_custom_jobs(request=request, retry=retry, timeout=HTTP_TIMEOUT)
+                ])
         except CallFailed as failed:
             raise failed.error from failed.cause
         found.sort(key=lambda j: (parse_timestamp(j.get("create_time")) or datetime.max.replace(tzinfo=UTC)))

@@ -81,15 +81,22 @@ def staging_uri(staging_bucket: str) -> str:
 
 
 def to_vertex_custom_job(
-    job: JobRecord, *, prefix: str, staging_bucket: str, service_account: str | None = None
+    job: JobRecord, *, prefix: str, staging_bucket: str, service_account: str | None = None,
+    secrets: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """The ``CustomJob`` (snake_case dict) for ``job``'s current attempt.
+    """The ``CustomJob`` (snake_case dict) for ``job``'s current attempt; ``secrets`` holds the
+    values of the spec's ``{secret: name}`` env entries by variable.
 
     Raises:
         InvalidSpecError: naming every field Vertex AI cannot run, before any call.
     """
-    build = native_job if job.native_request is not None else portable_job
-    custom_job, errors = build(job, prefix=prefix, staging=staging_uri(staging_bucket), service_account=service_account)
+    staging = staging_uri(staging_bucket)
+    if job.native_request is not None:
+        custom_job, errors = native_job(job, prefix=prefix, staging=staging, service_account=service_account)
+    else:
+        custom_job, errors = portable_job(
+            job, prefix=prefix, staging=staging, service_account=service_account, secrets=secrets or {}
+        )
     if errors:
         raise InvalidSpecError.of(errors)
     return custom_job
@@ -127,11 +134,18 @@ def checkpoint_location(job: JobRecord, *, prefix: str, staging_bucket: str) -> 
 # ---- states ---------------------------------------------------------------------------------
 
 
+# A Spot VM that Compute Engine reclaims ends the custom job: JOB_STATE_FAILED with an error whose
+# message says the VM was preempted. Google documents no fixed text or code for it (the prediction
+# page names STOCKOUT for a different case), so the message is matched on "preempt".
+PREEMPTED_WORDS = re.compile(r"preempt", re.IGNORECASE)
+
+
 def from_vertex_state(
     state: str, *, event_time: datetime, reason: str | None = None, attempt: int | None = None
 ) -> NativeUpdate:
     mapped = STATE_TABLE.get(state, Status.FAILED if state == MISSING else None)
-    return NativeUpdate(state, mapped, event_time, reason or _DEFAULT_REASONS.get(state), attempt)
+    preempted = state == "JOB_STATE_FAILED" and bool(reason and PREEMPTED_WORDS.search(reason))
+    return NativeUpdate(state, mapped, event_time, reason or _DEFAULT_REASONS.get(state), attempt, preempted)
 
 
 def from_vertex_job(job: Mapping[str, Any], *, attempt: int | None = None) -> NativeUpdate:

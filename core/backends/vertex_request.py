@@ -7,6 +7,7 @@ form ``json_format.ParseDict`` takes) and every problem found, named after the f
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from typing import Any
 
 from core.backends.vertex_launcher import fuse_path, launcher_command, launcher_script
@@ -14,6 +15,7 @@ from core.backends.vertex_machines import machine_for
 from core.backends.vertex_shapes import shape_errors
 from core.errors import FieldError
 from core.model import RESERVED_ENV, JobRecord, JobSpec, SecretRef, StorageMount
+from core.secrets.env import unresolved
 
 Path = tuple[str | int, ...]
 
@@ -23,7 +25,6 @@ Path = tuple[str | int, ...]
 # at most 64 labels per resource (CustomJob.labels in the Vertex AI API reference).
 LABEL_JOB_ID = "train-job-id"
 LABEL_ATTEMPT = "train-attempt"
-SECRETS_LATER = "secret values cannot be passed to Vertex AI yet (secret resolution arrives with the secrets store)"
 # With base_output_directory set, Vertex exports AIP_CHECKPOINT_DIR = <base_output_directory>/checkpoints/
 # (CustomJobSpec.base_output_directory in the Vertex AI API reference).
 CHECKPOINTS = "checkpoints"
@@ -46,8 +47,10 @@ def display_name(prefix: str, job_id: str, attempt: int) -> str:
 
 
 def portable_job(
-    job: JobRecord, *, prefix: str, staging: str, service_account: str | None
+    job: JobRecord, *, prefix: str, staging: str, service_account: str | None, secrets: Mapping[str, str]
 ) -> tuple[dict[str, Any], list[FieldError]]:
+    """``secrets``: the values of the spec's ``{secret: name}`` entries by variable, which go into
+    every pool's ``container_spec.env``."""
     spec = JobSpec.model_validate(job.spec)
     errors: list[FieldError] = []
     image = job.image.resolved or spec.image
@@ -56,14 +59,14 @@ def portable_job(
         errors.append(FieldError(("image",), message))
     machine, found = machine_for(spec.compute)
     errors += found
-    if spec.notify is not None:
-        errors.append(FieldError(("notify",), "webhook delivery is not available yet; remove notify"))
     env: dict[str, str] = {}
     for var, value in spec.env.items():
-        if isinstance(value, SecretRef):
-            errors.append(FieldError(("env", var), SECRETS_LATER))
-        else:
+        if not isinstance(value, SecretRef):
             env[var] = value
+        elif var in secrets:
+            env[var] = secrets[var]
+        else:
+            errors.append(unresolved(var, value))
     mount_env, links, found = _mounts(job.storage_mounts, links=True)
     errors += found
 

@@ -70,7 +70,7 @@ def put_new_job(job: JobRecord) -> Op:
 
 def update_job(job: JobRecord, expected_version: int, expected_status: str, stored_native: str | None) -> Op:
     """One UpdateItem of the whole job item, conditional on version, status and the native key
-    the item holds now. Leaving PENDING/IN_PROGRESS REMOVEs the active index attributes."""
+    the item holds now. A job that no longer needs the sweeper REMOVEs the active index attributes."""
     attrs, absent = job_attributes(job)
     e = Expr()
     expression = "SET " + ", ".join(f"{e.n(attr)} = {e.v(value)}" for attr, value in attrs.items())

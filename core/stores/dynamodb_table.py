@@ -13,15 +13,16 @@ PK                         SK                    item
 ``KEYS``                   ``KEY#<key id>``      the directory of every key id
 =========================  ====================  ================================================
 
-A job item carries ``active_pk``/``active_sk`` only while PENDING or IN_PROGRESS, which is what
-makes the ``active`` index sparse.
+A job item carries ``active_pk``/``active_sk`` only while PENDING or IN_PROGRESS, or while webhook
+deliveries wait in its outbox (``JobRecord.needs_sweep``), which is what makes the ``active`` index
+sparse.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from core.lifecycle import ACTIVE, Status
+from core.lifecycle import Status
 from core.model import JobRecord
 
 # Attribute values in DynamoDB's wire form, e.g. {"S": "text"} or {"N": "3"}.
@@ -89,7 +90,7 @@ def job_attributes(job: JobRecord) -> tuple[Plain, list[str]]:
         attrs[NATIVE_KEY] = native_key(job.backend, job.native_id)
     else:
         absent.append(NATIVE_KEY)
-    if status in ACTIVE:
+    if job.needs_sweep:
         attrs[ACTIVE_PK], attrs[ACTIVE_SK] = ACTIVE_PARTITION, job.id
     else:
         absent += [ACTIVE_PK, ACTIVE_SK]

@@ -13,7 +13,7 @@ from itertools import combinations
 from typing import Any
 
 from core.errors import PayloadTooLargeError, TrainError
-from core.lifecycle import ACTIVE, Status
+from core.lifecycle import Status
 from core.model import ApiKey, JobRecord
 from core.ports import IdempotencyClaim
 
@@ -120,7 +120,7 @@ def job_doc(job: JobRecord) -> Doc:
         "status": status.value,
         "version": job.version,
         "native_key": job_native_key(job),
-        "active": status in ACTIVE,  # the list_active query reads `active == true` only
+        "active": job.needs_sweep,  # the list_active query reads `active == true` only
         "record": record,
     }
 

@@ -33,8 +33,10 @@ from core.model import ApiKey, JobQuery, JobRecord
 from core.ports import IdempotencyClaim
 from core.stores.cursor import check_limit, decode_id_cursor, encode_cursor
 
-# The partial index and the query that reads it must spell the predicate identically.
-_ACTIVE_SQL = "status IN (" + ",".join(f"'{s.value}'" for s in sorted(ACTIVE)) + ")"
+# The partial index and the query that reads it must spell the predicate identically. The index
+# holds what JobRecord.needs_sweep says: non-terminal jobs, and ended ones with webhooks to deliver.
+_STATUS_SQL = "status IN (" + ",".join(f"'{s.value}'" for s in sorted(ACTIVE)) + ")"
+_ACTIVE_SQL = f"({_STATUS_SQL} OR outbox > 0)"
 
 # _MIGRATIONS[n] takes the file from schema version n to n + 1 (PRAGMA user_version).
 _MIGRATIONS: tuple[tuple[str, ...], ...] = (
@@ -52,7 +54,7 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             record TEXT NOT NULL
         )""",
         "CREATE INDEX IF NOT EXISTS jobs_by_account ON jobs (account_id, id DESC)",
-        f"CREATE INDEX IF NOT EXISTS jobs_active ON jobs (id) WHERE {_ACTIVE_SQL}",
+        f"CREATE INDEX IF NOT EXISTS jobs_active ON jobs (id) WHERE {_STATUS_SQL}",
         "CREATE UNIQUE INDEX IF NOT EXISTS jobs_by_native_id ON jobs (backend, native_id) WHERE native_id IS NOT NULL",
         """CREATE TABLE IF NOT EXISTS idempotency (
             account_id TEXT NOT NULL,
@@ -72,6 +74,12 @@ _MIGRATIONS: tuple[tuple[str, ...], ...] = (
             key_id TEXT NOT NULL REFERENCES api_keys (key_id) ON DELETE CASCADE,
             PRIMARY KEY (account_id, key_id)
         )""",
+    ),
+    (
+        # outbox: how many webhook deliveries wait in the record's outbox.
+        "ALTER TABLE jobs ADD COLUMN outbox INTEGER NOT NULL DEFAULT 0",
+        "DROP INDEX IF EXISTS jobs_active",
+        f"CREATE INDEX jobs_active ON jobs (id) WHERE {_ACTIVE_SQL}",
     ),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
@@ -181,7 +189,7 @@ class SQLiteJobStore:
             try:
                 conn.execute(
                     "INSERT INTO jobs (id, account_id, project, name, backend, status, version, native_id,"
-                    " created_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    " outbox, created_at, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (job.id, job.account_id, *_columns(job), job.created_at.isoformat(), job.model_dump_json()),
                 )
             except sqlite3.IntegrityError as exc:
@@ -208,7 +216,7 @@ class SQLiteJobStore:
             try:
                 cur = self._conn().execute(
                     "UPDATE jobs SET project = ?, name = ?, backend = ?, status = ?, version = ?, native_id = ?,"
-                    " record = ? WHERE id = ? AND account_id = ? AND version = ? AND status = ?",
+                    " outbox = ?, record = ? WHERE id = ? AND account_id = ? AND version = ? AND status = ?",
                     (
                         *_columns(stored),
                         stored.model_dump_json(),
@@ -317,7 +325,7 @@ class SQLiteJobStore:
 
 def _columns(job: JobRecord) -> tuple[Any, ...]:
     """The denormalised columns in the order both INSERT and UPDATE write them."""
-    return (job.project, job.name, job.backend, Status(job.status).value, job.version, job.native_id)
+    return (job.project, job.name, job.backend, Status(job.status).value, job.version, job.native_id, len(job.outbox))
 
 
 def _iso(value: datetime | None) -> str | None:

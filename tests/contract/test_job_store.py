@@ -8,10 +8,10 @@ import pytest
 
 from core.errors import IdempotencyMismatchError, InvalidRequestError, VersionConflictError
 from core.lifecycle import Status
-from core.model import JobQuery, JobRecord
+from core.model import Delivery, JobQuery, JobRecord
 from core.ports import IdempotencyClaim, JobStore
 from core.stores.cursor import encode_cursor
-from tests.contract.conftest import make_job
+from tests.contract.conftest import T0, make_job
 
 
 def _create(store: JobStore, *jobs: JobRecord) -> list[JobRecord]:
@@ -287,6 +287,38 @@ def test_list_active_returns_current_records(job_store: JobStore) -> None:
     running = _advance(job_store, job, status=Status.IN_PROGRESS, native_status="Running")
     page, _ = job_store.list_active()
     assert page == [running]
+
+
+def _delivery(job: JobRecord, status: Status = Status.COMPLETED) -> Delivery:
+    return Delivery(id=f"dlv_{job.id}_{status.value}", status=status, previous_status=Status.IN_PROGRESS,
+                    attempt=job.attempt, occurred_at=T0, next_at=T0)
+
+
+def test_an_ended_job_with_webhooks_to_deliver_stays_in_the_active_index(job_store: JobStore) -> None:
+    job = _create(job_store, make_job(status=Status.IN_PROGRESS))[0]
+    ended = _advance(job_store, job, status=Status.COMPLETED, outbox=[_delivery(job)])
+    page, _ = job_store.list_active()
+    assert page == [ended] and page[0].outbox == ended.outbox
+    _advance(job_store, ended, outbox=[])
+    assert job_store.list_active() == ([], None)
+
+
+def test_a_job_created_ended_with_an_outbox_is_active_until_it_empties(job_store: JobStore) -> None:
+    noisy = make_job(seq=2, status=Status.FAILED)
+    noisy.outbox = [_delivery(noisy, Status.IN_PROGRESS), _delivery(noisy, Status.FAILED)]
+    quiet, loud = _create(job_store, make_job(seq=1, status=Status.FAILED), noisy)
+    assert _all_active(job_store, limit=1) == [loud.id]
+    fewer = _advance(job_store, loud, outbox=loud.outbox[1:])
+    assert _all_active(job_store, limit=10) == [loud.id]
+    _advance(job_store, fewer, outbox=[])
+    assert job_store.list_active() == ([], None)
+    assert quiet.status == Status.FAILED
+
+
+def test_an_active_job_with_an_outbox_is_listed_once(job_store: JobStore) -> None:
+    job = _create(job_store, make_job())[0]
+    running = _advance(job_store, job, status=Status.IN_PROGRESS, outbox=[_delivery(job, Status.IN_PROGRESS)])
+    assert _all_active(job_store, limit=10) == [running.id]
 
 
 # ---- native-id lookup -------------------------------------------------------------------------

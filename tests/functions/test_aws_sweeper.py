@@ -16,7 +16,7 @@ from functions.aws import http, sweeper
 from tests.functions.conftest import Deployment
 from tests.functions.shapes import auth, http_v2, response_json, shared, spec, variant
 
-COUNTS = {"scanned", "submitted", "expired", "reconciled", "errors", "changed"}
+COUNTS = {"scanned", "submitted", "expired", "reconciled", "notified", "errors", "changed"}
 
 
 def submit(deployment: Deployment) -> tuple[str, str]:

@@ -151,6 +151,13 @@ def test_datastore_mounts_become_inputs_and_outputs_reaching_the_command() -> No
     assert 'ln -s "$STORAGE_MOUNT_0_PATH" /mnt/data' in job["command"]
 
 
+def test_secret_values_go_into_environment_variables() -> None:
+    built = to_azureml_command_job(_job(_spec(env={"HF_TOKEN": {"secret": "hf"}, "A": "1"})), prefix="train",
+                                   secrets={"HF_TOKEN": "hf-value"})
+    assert built.job["environment_variables"]["HF_TOKEN"] == "hf-value"
+    assert built.job["environment_variables"]["A"] == "1"
+
+
 def test_every_bad_field_is_named_in_one_error() -> None:
     errors = _errors(_spec(
         storage_mounts=[{"source_uri": "s3://b/data"}, {"source_uri": "gs://b/x"}, {"source_uri": "file:///d"},
@@ -161,7 +168,24 @@ def test_every_bad_field_is_named_in_one_error() -> None:
         assert f"storage_mounts[{n}].source_uri" in errors
     assert "s3://" in errors["storage_mounts[0].source_uri"] and "gs://" in errors["storage_mounts[1].source_uri"]
     assert "secret" in errors["env.HF_TOKEN"]
-    assert "compute.accelerator" in errors and "notify" in errors
+    assert "compute.accelerator" in errors and "notify" not in errors  # webhooks are Train's, on every backend
+
+
+@pytest.mark.parametrize(
+    ("native", "reason", "preempted"),
+    [
+        ("Failed", "The low priority node was preempted while the job ran", True),
+        ("Failed", "Spot VM evicted", True),
+        ("Failed", "exit code 1", False),
+        ("Canceled", "preempted", False),
+        ("Running", None, False),
+    ],
+)
+def test_a_failed_job_whose_error_names_a_preemption_is_preempted(
+    native: str, reason: str | None, preempted: bool
+) -> None:
+    update = from_azureml_status(native, event_time=T0, reason=reason, attempt=1)
+    assert update.preempted is preempted
 
 
 def test_checkpointing_is_an_output_and_load_checkpoint_an_input_of_the_earlier_job() -> None:

@@ -207,9 +207,33 @@ def test_a_value_past_512_characters_is_refused() -> None:
     assert list(refused(spec(env={"OK": "x" * 512, "LONG": "x" * 513}))) == ["env.LONG"]
 
 
-def test_secret_references_are_refused_for_now() -> None:
+def test_secret_values_go_into_the_environment_and_count_against_its_limits() -> None:
+    job = record(spec(env={"HF_TOKEN": {"secret": "hf_token"}, "A": "1"}))
+
+    def build(value: str) -> dict[str, Any]:
+        return to_sagemaker_request(job, role_arn=ROLE, output_s3_uri=OUT, prefix="train", secrets={"HF_TOKEN": value})
+
+    assert build("hf-value")["Environment"]["HF_TOKEN"] == "hf-value"
+    assert job.spec["env"]["HF_TOKEN"] == {"secret": "hf_token"}  # the record keeps the reference only
+    with pytest.raises(InvalidSpecError) as caught:
+        build("v" * 513)
+    assert [e.field for e in caught.value.errors] == ["env.HF_TOKEN"]
+    assert "secret 'hf_token' has 513" in caught.value.detail and "v" * 513 not in caught.value.detail
+
+    ours = _train_entries()
+    fits = {f"V{i}": "x" for i in range(100 - ours - 1)}
+    with_secret = record(spec(env={**fits, "S": {"secret": "s"}}))
+    request = to_sagemaker_request(with_secret, role_arn=ROLE, output_s3_uri=OUT, prefix="train", secrets={"S": "v"})
+    assert len(request["Environment"]) == 100
+    over = record(spec(env={**fits, "S": {"secret": "s"}, "T": {"secret": "t"}}))
+    with pytest.raises(InvalidSpecError) as caught:
+        to_sagemaker_request(over, role_arn=ROLE, output_s3_uri=OUT, prefix="train", secrets={"S": "v", "T": "w"})
+    assert [e.field for e in caught.value.errors] == ["env"]
+
+
+def test_a_secret_without_a_value_is_refused() -> None:
     errors = refused(spec(env={"HF_TOKEN": {"secret": "hf_token"}}))
-    assert "secrets store" in errors["env.HF_TOKEN"]
+    assert "secret store" in errors["env.HF_TOKEN"]
 
 
 def test_the_launcher_moves_to_the_environment_when_it_grows() -> None:
@@ -355,10 +379,9 @@ def test_runtime_and_spot_map_to_the_stopping_condition(fields: dict[str, Any], 
     [
         ({"max_runtime": "29d"}, "max_runtime"),
         ({"max_runtime": "4h", "spot": {"enabled": True, "max_wait": "1h"}}, "spot.max_wait"),
-        ({"notify": {"url": "https://example.com/hook"}}, "notify"),
     ],
 )
-def test_runtime_spot_and_notify_refusals(fields: dict[str, Any], field: str) -> None:
+def test_runtime_and_spot_refusals(fields: dict[str, Any], field: str) -> None:
     assert list(refused(spec(**fields))) == [field]
 
 
@@ -366,7 +389,7 @@ def test_multi_node_retries_and_labels() -> None:
     request = request_for(spec(compute={"accelerator": "A100", "accelerators_per_node": 8, "nodes": 4},
                                retries={"on_preemption": 3}, labels={"team": "research"}))
     assert request["ResourceConfig"]["InstanceCount"] == 4
-    assert request["RetryStrategy"] == {"MaximumRetryAttempts": 3}
+    assert "RetryStrategy" not in request  # Train resubmits preempted attempts itself
     assert request["Tags"] == [
         {"Key": "team", "Value": "research"}, {"Key": "train:job-id", "Value": JOB_ID},
         {"Key": "train:project", "Value": "default"},
@@ -533,6 +556,18 @@ T = datetime(2025, 1, 1, tzinfo=UTC)
 def test_state_mapping(status: str, secondary: str | None, expected: Status | None, native: str) -> None:
     update = from_sagemaker_state(status, secondary, event_time=T, attempt=2)
     assert (update.status, update.native_status, update.event_time, update.attempt) == (expected, native, T, 2)
+
+
+@pytest.mark.parametrize(
+    ("status", "secondary", "preempted"),
+    [("InProgress", "Interrupted", True), ("InProgress", "Training", False), ("Failed", "Failed", False),
+     ("Stopped", "MaxWaitTimeExceeded", False)],
+)
+def test_only_the_interrupted_secondary_status_is_a_preemption(status: str, secondary: str, preempted: bool) -> None:
+    update = from_sagemaker_state(status, secondary, event_time=T, attempt=1)
+    assert update.preempted is preempted
+    if preempted:
+        assert update.status == Status.IN_PROGRESS and update.reason == "spot capacity interrupted"
 
 
 def test_failure_and_stop_reasons() -> None:

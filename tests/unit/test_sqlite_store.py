@@ -13,7 +13,7 @@ import pytest
 
 from core.errors import InvalidRequestError, TrainError, UnavailableError, VersionConflictError
 from core.lifecycle import Status
-from core.model import ApiKey, JobQuery, JobRecord
+from core.model import ApiKey, Delivery, JobQuery, JobRecord
 from core.ports import IdempotencyClaim
 from core.stores.sqlite import SCHEMA_VERSION, SQLiteJobStore
 from tests.contract.conftest import T0, make_job
@@ -42,7 +42,7 @@ def test_file_is_in_wal_mode_with_the_current_schema(store: SQLiteJobStore, db: 
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     indexes = dict(raw.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"))
-    assert "WHERE status IN ('IN_PROGRESS','PENDING')" in indexes["jobs_active"]
+    assert "WHERE (status IN ('IN_PROGRESS','PENDING') OR outbox > 0)" in indexes["jobs_active"]
     assert "UNIQUE" in indexes["jobs_by_native_id"] and "WHERE native_id IS NOT NULL" in indexes["jobs_by_native_id"]
     assert "(account_id, id DESC)" in indexes["jobs_by_account"]
     raw.close()
@@ -74,6 +74,35 @@ def test_a_file_from_a_newer_schema_is_refused(db: Path) -> None:
     raw.close()
     with pytest.raises(TrainError, match="schema version"):
         SQLiteJobStore(db)
+
+
+def test_a_schema_1_file_is_migrated_and_keeps_its_jobs(db: Path) -> None:
+    from core.stores.sqlite import _MIGRATIONS
+
+    db.parent.mkdir(parents=True)
+    raw = _raw(db)
+    for statement in _MIGRATIONS[0]:
+        raw.execute(statement)
+    raw.execute("PRAGMA user_version = 1")
+    ended, running = make_job(seq=1, status=Status.COMPLETED), make_job(seq=2, status=Status.IN_PROGRESS)
+    for job in (ended, running):
+        raw.execute(
+            "INSERT INTO jobs (id, account_id, project, name, backend, status, version, native_id, created_at, record)"
+            " VALUES (?, ?, ?, ?, ?, ?, 1, NULL, ?, ?)",
+            (job.id, job.account_id, job.project, job.name, job.backend, job.status.value, T0.isoformat(),
+             job.model_dump_json()),
+        )
+    raw.close()
+
+    store = SQLiteJobStore(db)
+    assert _raw(db).execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert store.list_active() == ([running], None)
+    owed = ended.model_copy(update={"outbox": [Delivery(
+        id="dlv_1", status=Status.COMPLETED, previous_status=Status.IN_PROGRESS, attempt=1, occurred_at=T0, next_at=T0,
+    )]})
+    store.update(owed, expected_version=1, expected_status=Status.COMPLETED)
+    assert [j.id for j in store.list_active()[0]] == [ended.id, running.id]
+    store.close()
 
 
 def test_columns_follow_the_record(store: SQLiteJobStore, db: Path) -> None:

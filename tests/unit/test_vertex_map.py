@@ -201,13 +201,38 @@ def test_env_has_the_identity_and_the_users_variables() -> None:
     }
 
 
-def test_secret_refs_are_refused_until_the_secrets_store() -> None:
+def test_secret_values_go_into_every_pools_container_env() -> None:
+    job = to_vertex_custom_job(
+        record(spec(env={"HF_TOKEN": {"secret": "hf"}, "A": "1"}, compute={"accelerator": "L4", "nodes": 2})),
+        prefix="train", staging_bucket="gs://stage", secrets={"HF_TOKEN": "hf-value"},
+    )
+    for pool in job["job_spec"]["worker_pool_specs"]:
+        env = {e["name"]: e["value"] for e in pool["container_spec"]["env"]}
+        assert env["HF_TOKEN"] == "hf-value" and env["A"] == "1"
+
+
+def test_a_secret_without_a_value_is_refused() -> None:
     errors = refused(spec(env={"HF_TOKEN": {"secret": "hf"}, "A": "1"}))
-    assert set(errors) == {"env.HF_TOKEN"} and "secrets store" in errors["env.HF_TOKEN"]
+    assert set(errors) == {"env.HF_TOKEN"} and "secret store" in errors["env.HF_TOKEN"]
 
 
-def test_notify_is_refused_until_webhooks_exist() -> None:
-    assert set(refused(spec(notify={"url": "https://example.com/hook"}))) == {"notify"}
+def test_notify_is_accepted_webhooks_are_trains_own() -> None:
+    assert build(spec(notify={"url": "https://example.com/hook"}))["display_name"]
+
+
+@pytest.mark.parametrize(
+    ("state", "message", "preempted"),
+    [
+        ("JOB_STATE_FAILED", "The replica workerpool0-0 was preempted.", True),
+        ("JOB_STATE_FAILED", "Spot VM PREEMPTED by Compute Engine", True),
+        ("JOB_STATE_FAILED", "The replica workerpool0-0 exited with a non-zero status of 1.", False),
+        ("JOB_STATE_CANCELLED", "preempted", False),
+    ],
+)
+def test_a_failed_job_whose_error_says_preempted_is_a_preemption(state: str, message: str, preempted: bool) -> None:
+    update = from_vertex_job({"state": state, "update_time": "2026-01-01T00:00:00Z", "error": {"message": message},
+                              "labels": {"train-job-id": "j", "train-attempt": "1"}})
+    assert update.preempted is preempted and update.attempt == 1
 
 
 # ---- mounts and checkpoints -------------------------------------------------------------------

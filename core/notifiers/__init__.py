@@ -1,0 +1,1 @@
+"""Notifier adapters: how Train tells users about their jobs."""
