@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import statistics
 import time
+from datetime import UTC, datetime
 
-from core.model import JobSpec
+from core.ids import new_id
+from core.lifecycle import Status
+from core.model import JobEvent, JobRecord, JobSpec
 from core.ports import IdempotencyClaim
 from core.service import TrainService
 from tests.fakes import FakeBackend, InMemoryJobStore
@@ -30,12 +33,14 @@ def via_service() -> float:
 def direct_calls() -> float:
     """The floor: the three port calls a submit needs (create with claim, create native, record it)."""
     store, backend = InMemoryJobStore(), FakeBackend()
-    template = TrainService(store, {"local": backend})
     records = []
-    for n in range(PER_ROUND):
-        record = template._new_record(  # the record a submit would build, made outside the timed loop
-            "acct", SPEC.name, SPEC.project, "local", [], {}, spec=SPEC.model_dump(mode="json"),
-            native_request=None, image=None, load_from=None,
+    for n in range(PER_ROUND):  # the records a submit would build, made outside the timed loop
+        now = datetime.now(UTC)
+        record = JobRecord(
+            id=new_id(int(now.timestamp() * 1000)), account_id="acct", name=SPEC.name, project=SPEC.project,
+            backend="local", labels=dict(SPEC.labels), spec=SPEC.model_dump(mode="json"), created_at=now,
+            updated_at=now, submit_claimed_at=now,
+            events=[JobEvent(at=now, kind="transition", status=Status.PENDING, reason="submitted")],
         )
         records.append((record, IdempotencyClaim(f"k{n}", "h")))
     start = time.perf_counter()
