@@ -107,6 +107,9 @@ locals {
     TRAIN_AZUREML_RESOURCE_GROUP  = var.ml_workspace_resource_group_name
     TRAIN_AZUREML_WORKSPACE       = var.ml_workspace_name
     TRAIN_AZUREML_COMPUTE         = var.ml_compute
+    TRAIN_SECRETS                 = "azure-keyvault://${var.key_vault_name}.vault.azure.net"
+    # Resolved by the platform from Key Vault with the app's identity, like secret_app_settings.
+    TRAIN_WEBHOOK_SECRET = "@Microsoft.KeyVault(SecretUri=${local.key_vault_uri}secrets/${var.webhook_secret_name}/)"
   }
   # Resolved by the platform with the app's identity; the values never appear in Terraform state.
   secret_settings = {

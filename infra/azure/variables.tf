@@ -80,3 +80,9 @@ variable "tags" {
   type        = map(string)
   default     = { service = "train" }
 }
+
+variable "webhook_secret_name" {
+  description = "Key Vault secret holding the HMAC key webhook deliveries are signed with (TRAIN_WEBHOOK_SECRET)."
+  type        = string
+  default     = "webhook-signing"
+}

@@ -10,6 +10,7 @@ locals {
     TRAIN_VERTEX_LOCATION        = var.region
     TRAIN_VERTEX_STAGING_BUCKET  = "gs://${google_storage_bucket.staging.name}"
     TRAIN_VERTEX_SERVICE_ACCOUNT = google_service_account.function["job"].email
+    TRAIN_SECRETS                = "gcp-secretmanager://${var.project}"
   }
 }
 
@@ -42,6 +43,12 @@ resource "google_cloudfunctions2_function" "http" {
     max_instance_count               = 20
     max_instance_request_concurrency = 1
     environment_variables            = local.environment
+    secret_environment_variables {
+      key        = "TRAIN_WEBHOOK_SECRET"
+      project_id = var.project
+      secret     = var.webhook_secret_id
+      version    = "latest"
+    }
   }
 
   depends_on = [google_project_service.enabled, google_project_iam_member.grant]
@@ -75,6 +82,12 @@ resource "google_cloudfunctions2_function" "events" {
     max_instance_count               = 10
     max_instance_request_concurrency = 1
     environment_variables            = local.environment
+    secret_environment_variables {
+      key        = "TRAIN_WEBHOOK_SECRET"
+      project_id = var.project
+      secret     = var.webhook_secret_id
+      version    = "latest"
+    }
   }
 
   # The Eventarc trigger: the function raises on retryable errors, so failed deliveries are
@@ -118,6 +131,12 @@ resource "google_cloudfunctions2_function" "sweeper" {
     max_instance_count               = 1
     max_instance_request_concurrency = 1
     environment_variables            = local.environment
+    secret_environment_variables {
+      key        = "TRAIN_WEBHOOK_SECRET"
+      project_id = var.project
+      secret     = var.webhook_secret_id
+      version    = "latest"
+    }
   }
 
   depends_on = [google_project_service.enabled, google_project_iam_member.grant]

@@ -19,12 +19,16 @@ locals {
     "http-aiplatform"      = { account = "http", role = "roles/aiplatform.user" }     # create, get, list, cancel custom jobs
     "http-logs"            = { account = "http", role = "roles/logging.viewer" }      # GET /v1/jobs/{id}/logs (entries:list)
     "events-datastore"     = { account = "events", role = "roles/datastore.user" }    # apply status updates
-    "events-aiplatform"    = { account = "events", role = "roles/aiplatform.viewer" } # GetCustomJob only
+    "events-aiplatform"    = { account = "events", role = "roles/aiplatform.user" }   # GetCustomJob; resubmit preempted attempts
     "sweeper-datastore"    = { account = "sweeper", role = "roles/datastore.user" }
     "sweeper-aiplatform"   = { account = "sweeper", role = "roles/aiplatform.user" }  # re-read, stop expired, finish submissions
     "build-logs"           = { account = "build", role = "roles/logging.logWriter" }
     "build-artifacts"      = { account = "build", role = "roles/artifactregistry.writer" }
     "job-logs"             = { account = "job", role = "roles/logging.logWriter" }
+    # {secret: name} env values and the webhook signing key, read from Secret Manager
+    "http-secrets"    = { account = "http", role = "roles/secretmanager.secretAccessor" }
+    "events-secrets"  = { account = "events", role = "roles/secretmanager.secretAccessor" }
+    "sweeper-secrets" = { account = "sweeper", role = "roles/secretmanager.secretAccessor" }
   }
 }
 

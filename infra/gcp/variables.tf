@@ -59,3 +59,9 @@ variable "sweep_schedule" {
   type        = string
   default     = "*/5 * * * *"
 }
+
+variable "webhook_secret_id" {
+  description = "Secret Manager secret holding the HMAC key webhook deliveries are signed with (TRAIN_WEBHOOK_SECRET)."
+  type        = string
+  default     = "train-webhook-signing"
+}
