@@ -22,6 +22,7 @@ from core.backends.azureml_request import (  # the VM table and Azure ML's rules
     environment_asset,
     portable_job,
 )
+from core.backends.names import attempt_name, parse_attempt_name
 from core.errors import InvalidSpecError
 from core.lifecycle import NativeUpdate, Status
 from core.model import JobRecord, JobSpec, NativeJobRequest
@@ -61,20 +62,13 @@ _FRACTION = re.compile(r"^(.*T\d{2}:\d{2}:\d{2})(?:\.(\d+))?(Z|[+-]\d{2}:?\d{2})
 
 
 def azureml_job_name(prefix: str, job_id: str, attempt: int) -> str:
-    name = f"{prefix}-{job_id}-{attempt}"
+    name = attempt_name(prefix, job_id, attempt)
     if len(name) > MAX_NAME or not NAME_PATTERN.match(name):
         raise InvalidSpecError.at(("name",), f"'{name}' is not a valid Azure ML job name")
     return name
 
 
-def parse_azureml_job_name(name: str, prefix: str) -> tuple[str, int] | None:
-    """``(job_id, attempt)`` of one of our names; None for anyone else's."""
-    if not name.startswith(prefix + "-"):
-        return None
-    job_id, _, attempt = name[len(prefix) + 1:].rpartition("-")
-    if not job_id or not attempt.isdigit() or int(attempt) < 1:
-        return None
-    return job_id, int(attempt)
+parse_azureml_job_name = parse_attempt_name
 
 
 def to_azureml_command_job(

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import FieldError
-from core.model import Compute, JobRecord, JobSpec, SecretRef, StorageMount
-from core.secrets.env import unresolved
+from core.model import Compute, JobRecord, JobSpec, StorageMount
+from core.secrets.env import merge_env
 
 Path = tuple[str | int, ...]
 
@@ -222,14 +222,8 @@ def portable_job(
 
     mounts = mounts_of(job.storage_mounts, links=True)
     errors += mounts.errors
-    env: dict[str, str] = {}
-    for var, value in spec.env.items():
-        if not isinstance(value, SecretRef):
-            env[var] = value
-        elif var in secrets:
-            env[var] = secrets[var]
-        else:
-            errors.append(unresolved(var, value))
+    env, found = merge_env(spec.env, secrets)
+    errors += found
     exports = dict(mounts.exports)
     inputs, outputs = dict(mounts.inputs), dict(mounts.outputs)
     if spec.checkpointing.enabled:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from core.backends import drafts
+from core.backends.names import attempt_name, parse_attempt_name
 from core.backends.sagemaker_request import (  # the instance table and SageMaker's limits live there
     CPU_INSTANCE,
     INSTANCE_TABLE,
@@ -57,20 +58,13 @@ __all__ = [
 
 
 def training_job_name(prefix: str, job_id: str, attempt: int) -> str:
-    name = f"{prefix}-{job_id}-{attempt}"
+    name = attempt_name(prefix, job_id, attempt)
     if len(name) > MAX_NAME or not NAME_PATTERN.match(name):
         raise InvalidSpecError.at(("name",), f"'{name}' is not a valid SageMaker training job name")
     return name
 
 
-def parse_training_job_name(name: str, prefix: str) -> tuple[str, int] | None:
-    """``(job_id, attempt)`` of one of our names; None for anyone else's."""
-    if not name.startswith(prefix + "-"):
-        return None
-    job_id, _, attempt = name[len(prefix) + 1:].rpartition("-")
-    if not job_id or not attempt.isdigit() or int(attempt) < 1:
-        return None
-    return job_id, int(attempt)
+parse_training_job_name = parse_attempt_name
 
 
 def to_sagemaker_request(

@@ -15,7 +15,7 @@ from core.backends.sagemaker_launcher import ARGV0, chunk, launcher_script
 from core.backends.sagemaker_shapes import member_shape, request_errors, snake_path, to_pascal
 from core.errors import FieldError
 from core.model import RESERVED_ENV, Compute, JobRecord, JobSpec, SecretRef, StorageMount
-from core.secrets.env import unresolved
+from core.secrets.env import merge_env
 
 Path = tuple[str | int, ...]
 
@@ -103,14 +103,8 @@ def portable_request(
     checkpointing = spec.checkpointing.enabled
     mounts = _mounts(job.storage_mounts, rw_owner="checkpointing" if checkpointing else None, links=True)
     errors += mounts.errors
-    env: dict[str, str] = {}
-    for var, value in spec.env.items():
-        if not isinstance(value, SecretRef):
-            env[var] = value
-        elif var in secrets:
-            env[var] = secrets[var]
-        else:
-            errors.append(unresolved(var, value))
+    env, found = merge_env(spec.env, secrets)
+    errors += found
     for var, value in env.items():
         if len(value) > MAX_ENV_VALUE:
             ref = spec.env[var]

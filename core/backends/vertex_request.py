@@ -14,8 +14,8 @@ from core.backends.vertex_launcher import fuse_path, launcher_command, launcher_
 from core.backends.vertex_machines import machine_for
 from core.backends.vertex_shapes import shape_errors
 from core.errors import FieldError
-from core.model import RESERVED_ENV, JobRecord, JobSpec, SecretRef, StorageMount
-from core.secrets.env import unresolved
+from core.model import RESERVED_ENV, JobRecord, JobSpec, StorageMount
+from core.secrets.env import merge_env
 
 Path = tuple[str | int, ...]
 
@@ -59,14 +59,8 @@ def portable_job(
         errors.append(FieldError(("image",), message))
     machine, found = machine_for(spec.compute)
     errors += found
-    env: dict[str, str] = {}
-    for var, value in spec.env.items():
-        if not isinstance(value, SecretRef):
-            env[var] = value
-        elif var in secrets:
-            env[var] = secrets[var]
-        else:
-            errors.append(unresolved(var, value))
+    env, found = merge_env(spec.env, secrets)
+    errors += found
     mount_env, links, found = _mounts(job.storage_mounts, links=True)
     errors += found
 

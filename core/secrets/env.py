@@ -77,6 +77,23 @@ def build_with(resolved: Resolved, build: Callable[[Mapping[str, str]], T]) -> T
     return result
 
 
+def merge_env(
+    env: Mapping[str, str | SecretRef], secrets: Mapping[str, str]
+) -> tuple[dict[str, str], list[FieldError]]:
+    """The spec's env with each ``{secret: name}`` entry replaced by its value from ``secrets``
+    (keyed by variable), and an error for each secret a builder was given no value for."""
+    out: dict[str, str] = {}
+    errors: list[FieldError] = []
+    for var, value in env.items():
+        if not isinstance(value, SecretRef):
+            out[var] = value
+        elif var in secrets:
+            out[var] = secrets[var]
+        else:
+            errors.append(unresolved(var, value))
+    return out, errors
+
+
 def unresolved(var: str, ref: SecretRef) -> FieldError:
     """What a pure builder reports for a secret it was given no value for."""
     return FieldError(("env", var), f"secret '{ref.secret}' was not read from the secret store")
