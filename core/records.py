@@ -35,6 +35,12 @@ def native_event(
     )
 
 
+def seen_native(job: JobRecord) -> bool:
+    """Whether the job is known to have a native job: its submission recorded, or an event about it
+    applied. A job without either may still have one (a create whose answer was lost)."""
+    return bool(job.cloud_job_identifier) or job.native_status is not None
+
+
 def note(now: datetime, job: JobRecord, reason: str) -> JobEvent:
     return JobEvent(at=now, kind="note", status=job.status, reason=reason, attempt=job.attempt)
 

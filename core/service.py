@@ -6,8 +6,6 @@ which cloud it runs on. Every change to a job is a conditional write through ``_
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -36,7 +34,8 @@ from core.model import (
     StorageMount,
 )
 from core.ports import IdempotencyClaim, ImageRegistry, JobPage, JobStore, Notifier, Pinned, TrainingBackend
-from core.records import cap_ignored, move, native_event, note, steps
+from core.records import cap_ignored, move, native_event, note, seen_native, steps
+from core.submission import idempotency_claim, resolve_load_checkpoint
 
 log = logging.getLogger("train.service")
 
@@ -110,14 +109,14 @@ class TrainService:
         backend.check_spec(spec)
         if spec.notify is not None and self.notifier is None:
             raise InvalidSpecError.at(("notify",), outbox.NO_WEBHOOKS)
-        load_from = self._resolve_load_checkpoint(account_id, spec)
+        load_from = resolve_load_checkpoint(self.store, account_id, spec)
         image = self._pin(account_id, spec.image)
         spec_json = spec.model_dump(mode="json")
         job = self._new_record(
             account_id, spec.name, spec.project, spec.backend, spec.storage_mounts, spec.labels,
             spec=spec_json, native_request=None, image=image, load_from=load_from,
         )
-        claim = _claim(idempotency_key, {"kind": "portable", "spec": spec_json})
+        claim = idempotency_claim(idempotency_key, {"kind": "portable", "spec": spec_json})
         return self._create_and_launch(backend, job, claim)
 
     def submit_native(
@@ -131,7 +130,7 @@ class TrainService:
             account_id, request.name, request.project, backend_name, request.storage_mounts, request.labels,
             spec={}, native_request=body, image=ImageRef(), load_from=None,
         )
-        claim = _claim(idempotency_key, {"kind": "native", "backend": backend_name, "request": body})
+        claim = idempotency_claim(idempotency_key, {"kind": "native", "backend": backend_name, "request": body})
         return self._create_and_launch(backend, job, claim)
 
     def _new_record(
@@ -184,8 +183,8 @@ class TrainService:
             return current
 
         updated = self._mutate(job.account_id, job.id, record)
-        if updated.status == Status.CANCELED and (updated.started_at is None or updated.previous_attempts):
-            backend.cancel(updated)  # canceled while the create was in flight: stop what it made
+        if is_terminal(updated.status):
+            backend.cancel(updated)  # canceled or expired while the create was in flight: stop what it made
         return updated
 
     def _defer_or_fail(self, job: JobRecord, exc: TrainError, step: str, failure: str) -> JobRecord:
@@ -211,25 +210,6 @@ class TrainService:
             return job
         runs = self.registry.replicate(Pinned(image.requested, image.resolved), backend.name)
         return job.model_copy(update={"image": image.model_copy(update={"resolved": runs, "replicated": runs})})
-
-    def _resolve_load_checkpoint(self, account_id: str, spec: JobSpec) -> str | None:
-        ref = spec.load_checkpoint
-        if ref is None:
-            return None
-        if ref.job_id is not None:
-            if self.store.get(account_id, ref.job_id) is None:
-                raise InvalidSpecError.at(("load_checkpoint", "job_id"), f"no job '{ref.job_id}' in this account")
-            return ref.job_id
-        cursor = None
-        while True:
-            jobs, cursor = self.store.list(account_id, JobQuery(project=ref.project, limit=100, cursor=cursor))
-            for job in jobs:
-                if job.spec.get("checkpointing", {}).get("enabled") and job.started_at is not None:
-                    return job.id
-            if cursor is None:
-                raise InvalidSpecError.at(
-                    ("load_checkpoint", "project"), f"no job in project '{ref.project}' has written checkpoints"
-                )
 
     # ---- read ---------------------------------------------------------------------------------
 
@@ -260,8 +240,12 @@ class TrainService:
         job = self._get(account_id, job_id)
         if is_terminal(job.status):
             return job
-        if not job.cloud_job_identifier:
-            ended = self._end(account_id, job_id, Status.CANCELED, "canceled before the native job started")
+        if not seen_native(job):
+            # A create whose answer was lost may have made the native job all the same: stop it
+            # (a no-op when there is none) before the job ends, unless a launch or an event shows one first.
+            self.backends[job.backend].cancel(job)
+            ended = self._end(account_id, job_id, Status.CANCELED, "canceled before the native job started",
+                              unless=seen_native)
             if ended is not None:
                 return ended
             job = self._get(account_id, job_id)
@@ -395,7 +379,9 @@ class TrainService:
                 claimed = self._mutate(job.account_id, job.id, claim, first=job)
             except _Lost:
                 return None
-            self._launch(backend, claimed)
+            launched = self._launch(backend, claimed)
+            if launched.cloud_job_identifier and not is_terminal(launched.status):
+                self.apply_update(launched, backend.describe(launched))  # a lost create's job may have moved on
             return "submitted"
         last = job.native_time or job.updated_at
         if reconcile_all or now - max(last, job.updated_at) >= self.stale_after:
@@ -404,8 +390,7 @@ class TrainService:
         return None
 
     def _expire(self, backend: TrainingBackend, job: JobRecord, reason: str) -> bool:
-        if job.cloud_job_identifier:
-            backend.cancel(job)  # stop the native job first, so nothing is left billing
+        backend.cancel(job)  # stop the native job first (even one a lost create made), so nothing is left billing
         return self._end(job.account_id, job.id, Status.EXPIRED, reason) is not None
 
     # ---- helpers ------------------------------------------------------------------------------
@@ -423,14 +408,16 @@ class TrainService:
             raise NotFoundError(f"no job '{job_id}'")
         return job
 
-    def _end(self, account_id: str, job_id: str, status: Status, reason: str) -> JobRecord | None:
+    def _end(self, account_id: str, job_id: str, status: Status, reason: str,
+             *, unless: Callable[[JobRecord], bool] | None = None) -> JobRecord | None:
         """Move an active job to a terminal ``status`` decided by Train itself (not a backend).
-        Returns None if it had already ended."""
+        Returns None if it had already ended, or ``unless`` holds for it as stored."""
         changed = False
 
         def end(current: JobRecord) -> JobRecord | None:
             nonlocal changed
-            if is_terminal(current.status):
+            changed = False  # decided again on each read: an earlier try may have lost its write
+            if is_terminal(current.status) or (unless is not None and unless(current)):
                 return None
             now = self.clock()
             for step in path_to(current.status, status):
@@ -487,13 +474,6 @@ class TrainService:
 
 class _Lost(Exception):
     """Another sweeper or the original request took the submission first."""
-
-
-def _claim(key: str | None, body: dict[str, object]) -> IdempotencyClaim | None:
-    if not key:
-        return None
-    digest = hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    return IdempotencyClaim(key=key, request_hash=digest)
 
 
 def _seconds(value: object) -> timedelta | None:
