@@ -42,9 +42,17 @@ class InMemoryJobStore:
                 self._idem[(job.account_id, idempotency.key)] = (job.id, idempotency.request_hash)
             if job.id in self._jobs:
                 raise VersionConflictError(f"job {job.id} exists")
+            self._check_native_id(job)
             self._jobs[job.id] = job.model_copy(deep=True)
             self.writes += 1
             return job.model_copy(deep=True), True
+
+    def _check_native_id(self, job: JobRecord) -> None:
+        """A native id belongs to one job, as the real stores' unique lookup makes it."""
+        key = (job.backend, job.native_id)
+        for other in self._jobs.values():
+            if job.native_id and other.id != job.id and (other.backend, other.native_id) == key:
+                raise VersionConflictError(f"native id {job.native_id} belongs to another job")
 
     def get(self, account_id: str, job_id: str) -> JobRecord | None:
         job = self._jobs.get(job_id)
@@ -62,6 +70,7 @@ class InMemoryJobStore:
                 or current.status != expected_status
             ):
                 raise VersionConflictError(f"job {job.id} changed")
+            self._check_native_id(job)
             stored = job.model_copy(deep=True, update={"version": expected_version + 1})
             self._jobs[job.id] = stored
             self.writes += 1

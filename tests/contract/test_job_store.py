@@ -324,6 +324,17 @@ def test_an_active_job_with_an_outbox_is_listed_once(job_store: JobStore) -> Non
 # ---- native-id lookup -------------------------------------------------------------------------
 
 
+def test_a_native_id_belongs_to_one_job(job_store: JobStore) -> None:
+    first = job_store.create(make_job(backend="sagemaker", native_id="train-1"))[0]
+    with pytest.raises(VersionConflictError):
+        job_store.create(make_job(backend="sagemaker", native_id="train-1"))
+    other = job_store.create(make_job(backend="sagemaker"))[0]
+    with pytest.raises(VersionConflictError):
+        _advance(job_store, other, native_id="train-1")
+    assert job_store.get(other.account_id, other.id) == other
+    assert job_store.find_by_native_id("sagemaker", "train-1") == first
+
+
 def test_find_by_native_id_follows_updates(job_store: JobStore) -> None:
     job = _create(job_store, make_job(backend="sagemaker"))[0]
     assert job_store.find_by_native_id("sagemaker", "train-1") is None

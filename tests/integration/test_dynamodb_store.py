@@ -152,17 +152,6 @@ def test_idempotency_claims_expire_through_ttl(moto_endpoint: str) -> None:
     assert created and second.id != first.id
 
 
-def test_a_native_id_belongs_to_one_job(store: DynamoDBJobStore) -> None:
-    first = store.create(make_job(backend="sagemaker", native_id="train-1"))[0]
-    with pytest.raises(VersionConflictError, match="native id"):
-        store.create(make_job(backend="sagemaker", native_id="train-1"))
-    other = store.create(make_job(backend="sagemaker"))[0]
-    with pytest.raises(VersionConflictError, match="native id"):
-        _advance(store, other, native_id="train-1")
-    assert store.get(other.account_id, other.id) == other
-    assert store.find_by_native_id("sagemaker", "train-1") == first
-
-
 def test_an_item_past_400_kb_is_payload_too_large(store: DynamoDBJobStore) -> None:
     job = make_job().model_copy(update={"spec": {"blob": "x" * 500_000}})
     with pytest.raises(PayloadTooLargeError):

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from core.errors import PayloadTooLargeError, UnavailableError, VersionConflictError
+from core.errors import PayloadTooLargeError, UnavailableError
 from core.lifecycle import Status
 from core.model import ApiKey, JobQuery, JobRecord
 from core.ports import IdempotencyClaim
@@ -140,17 +140,6 @@ def test_idempotency_claims_expire_by_their_own_time(emulator: FirestoreEmulator
     now[0] = T0 + timedelta(minutes=61)
     second, created = store.create(make_job(), IdempotencyClaim("key-1", "hash-2"))
     assert created and second.id != first.id
-
-
-def test_a_native_id_belongs_to_one_job(store: FirestoreJobStore) -> None:
-    first = store.create(make_job(backend="sagemaker", native_id="train-1"))[0]
-    with pytest.raises(VersionConflictError, match="native id"):
-        store.create(make_job(backend="sagemaker", native_id="train-1"))
-    other = store.create(make_job(backend="sagemaker"))[0]
-    with pytest.raises(VersionConflictError, match="native id"):
-        _advance(store, other, native_id="train-1")
-    assert store.get(other.account_id, other.id) == other
-    assert store.find_by_native_id("sagemaker", "train-1") == first
 
 
 def test_a_native_id_with_slashes_is_found(store: FirestoreJobStore) -> None:
