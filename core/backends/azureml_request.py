@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.backends.options import merge_options
 from core.errors import FieldError
 from core.model import Compute, JobRecord, JobSpec, StorageMount
 from core.secrets.env import merge_env
@@ -262,27 +263,10 @@ def portable_job(
         out["limits"] = {"timeout": int(spec.max_runtime.total_seconds())}
     if spec.spot.enabled:
         out["queue_settings"] = {"job_tier": "spot"}
-    errors += _merge_options(out, spec.backend_options)
+    # New inputs and outputs may be added; Train's own are not changed.
+    errors += merge_options(
+        out, spec.backend_options, sealed=lambda here: len(here) > 1 and here[0] in ("inputs", "outputs")
+    )
     return Built(out, errors, image)
 
 
-def _merge_options(job: dict[str, Any], options: dict[str, Any]) -> list[FieldError]:
-    """``backend_options`` in the command-job YAML field names: new fields are added (the SDK's
-    schema then checks them), anything Train already set is refused."""
-    errors: list[FieldError] = []
-
-    def merge(own: dict[str, Any], extra: dict[str, Any], path: Path) -> None:
-        for key, value in extra.items():
-            here = (*path, key)
-            if key not in own:
-                own[key] = value
-            elif isinstance(own[key], dict) and isinstance(value, dict) and not (
-                len(here) > 1 and here[0] in ("inputs", "outputs")  # new inputs may be added, Train's not changed
-            ):
-                merge(own[key], value, here)
-            else:
-                errors.append(FieldError(("backend_options", *here),
-                                         "Train sets this from the job spec; change the spec field instead"))
-
-    merge(job, options, ())
-    return errors

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from core.backends.options import merge_options
 from core.backends.sagemaker_launcher import ARGV0, chunk, launcher_script
 from core.backends.sagemaker_shapes import member_shape, request_errors, snake_path, to_pascal
 from core.errors import FieldError
@@ -297,20 +298,8 @@ def _options(options: dict[str, Any], request: dict[str, Any]) -> tuple[set[str]
     if not options:
         return set(), []
     converted, errors = to_pascal(options, member_shape(), ("backend_options",))
-    _merge(request, converted, (), errors)
+    errors += merge_options(request, converted, field=lambda here: ("backend_options", *snake_path(here)))
     return set(options), errors
-
-
-def _merge(own: dict[str, Any], extra: dict[str, Any], path: tuple[str, ...], errors: list[FieldError]) -> None:
-    for key, value in extra.items():
-        here = (*path, key)
-        if key not in own:
-            own[key] = value
-        elif isinstance(own[key], dict) and isinstance(value, dict):
-            _merge(own[key], value, here, errors)
-        else:
-            message = "Train sets this from the job spec; change the spec field instead"
-            errors.append(FieldError(("backend_options", *snake_path(here)), message))
 
 
 def native_request(

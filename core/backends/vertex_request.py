@@ -10,6 +10,7 @@ import copy
 from collections.abc import Mapping
 from typing import Any
 
+from core.backends.options import merge_options
 from core.backends.vertex_launcher import fuse_path, launcher_command, launcher_script
 from core.backends.vertex_machines import machine_for
 from core.backends.vertex_shapes import shape_errors
@@ -227,19 +228,8 @@ def _options(options: dict[str, Any], job_spec: dict[str, Any]) -> list[FieldErr
         return []
     errors = shape_errors(options, "CustomJobSpec", ("backend_options",))
     if not errors:
-        _merge(job_spec, copy.deepcopy(options), ("backend_options",), errors)
+        errors += merge_options(job_spec, copy.deepcopy(options))
     return errors
-
-
-def _merge(own: dict[str, Any], extra: dict[str, Any], path: Path, errors: list[FieldError]) -> None:
-    for key, value in extra.items():
-        here = (*path, key)
-        if key not in own:
-            own[key] = value
-        elif isinstance(own[key], dict) and isinstance(value, dict):
-            _merge(own[key], value, here, errors)
-        else:
-            errors.append(FieldError(here, "Train sets this from the job spec; change the spec field instead"))
 
 
 def _seconds(value: float) -> str:
