@@ -18,18 +18,18 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import re
-import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from email.utils import format_datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape
+
+from tests.loopback import Loopback
 
 SUBSCRIPTION = "00000000-0000-0000-0000-000000000001"
 RESOURCE_GROUP = "train-rg"
@@ -41,10 +41,6 @@ _WS = re.compile(
     r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/Microsoft\.MachineLearningServices/workspaces/([^/]+)(.*)$",
     re.IGNORECASE,
 )
-
-
-class FakeNotRunningError(Exception):
-    pass
 
 
 class FakeCredential:
@@ -94,42 +90,26 @@ class FakeAzureML:
         self.created_jobs = 0
         self._failures: list[Failure] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._dir = tempfile.TemporaryDirectory(prefix="fake-azureml-")
-        self.ca_file = os.path.join(self._dir.name, "cert.pem")
+        self._http = Loopback("fake-azureml", tls=True)
+        self.ca_file = str(self._http.ca_file)
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
     def start(self) -> str:
-        import ssl
-
-        key_file = _self_signed(self.ca_file, os.path.join(self._dir.name, "key.pem"))
         fake = self
 
         class Handler(_Handler):
             owner = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.ca_file, key_file)
-        self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                         name="fake-azureml", daemon=True).start()
+        self._http.start(Handler)
         return self.url
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._http.stop()
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise FakeNotRunningError("the fake Azure ML is not running; call start() first")
-        host, port = self._server.server_address[:2]
-        return f"https://{host}:{port}"
+        return self._http.url
 
     @property
     def blob_endpoint(self) -> str:
@@ -140,8 +120,7 @@ class FakeAzureML:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.stop()
-        self._dir.cleanup()
+        self._http.close()
 
     # ---- scripting ----------------------------------------------------------------------------
 
@@ -388,31 +367,3 @@ class _Handler(BaseHTTPRequestHandler):
 
 def _error(code: str, message: str) -> dict[str, Any]:
     return {"error": {"code": code, "message": message}}
-
-
-def _self_signed(cert_file: str, key_file: str) -> str:
-    """A certificate for 127.0.0.1, valid for a day, and its key; returns the key file."""
-    import ipaddress
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-        .sign(key, hashes.SHA256())
-    )
-    with open(cert_file, "wb") as out:
-        out.write(cert.public_bytes(serialization.Encoding.PEM))
-    with open(key_file, "wb") as out:
-        out.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()))
-    return key_file

@@ -21,16 +21,14 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from tests.loopback import Loopback
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 TERMINAL = ("Completed", "Failed", "Stopped")
-
-
-class FakeNotRunningError(Exception):
-    pass
 
 
 @dataclass
@@ -46,38 +44,30 @@ class FakeSageMaker:
         self.requests: list[tuple[str, dict[str, Any]]] = []
         self._failures: dict[str, list[Failure]] = {}
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._http = Loopback("fake-sagemaker")
         self._last = 0.0
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
-    def start(self) -> str:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        """The request handler class, bound to this fake."""
         fake = self
 
         class Handler(_Handler):
             owner = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-sagemaker", daemon=True
-        )
-        self._thread.start()
+        return Handler
+
+    def start(self) -> str:
+        self._http.start(self.handler())
         return self.url
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._http.stop()
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise FakeNotRunningError("the fake SageMaker is not running; call start() first")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return self._http.url
 
     def __enter__(self) -> FakeSageMaker:
         self.start()

@@ -21,12 +21,14 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from google.cloud import aiplatform_v1
 from google.protobuf import json_format, timestamp_pb2
+
+from tests.loopback import Loopback
 
 PROJECT = "test-project"
 LOCATION = "us-central1"
@@ -37,10 +39,6 @@ _JOBS = re.compile(r"^/v1/projects/([^/]+)/locations/([^/]+)/customJobs(?:/([^/:
 _OBJECTS = re.compile(r"^/storage/v1/b/([^/]+)/o$")
 _LABEL_TERM = re.compile(r'^labels\.([a-z][a-z0-9_-]*)\s*=\s*"?([^"\s]*)"?$')
 _TIME = re.compile(r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?Z$")
-
-
-class FakeNotRunningError(Exception):
-    pass
 
 
 @dataclass
@@ -74,7 +72,7 @@ class FakeVertex:
         self.page_size = 1000  # objects and log entries per answer at most
         self._failures: dict[str, list[Failure]] = {}
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._http = Loopback("fake-vertex")
         self._next_id = 3000721679224668160
         self._last_ns = 0
 
@@ -86,18 +84,11 @@ class FakeVertex:
         class Handler(_Handler):
             owner = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                  name="fake-vertex", daemon=True)
-        thread.start()
+        self._http.start(Handler)
         return self.url
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._http.stop()
 
     def __enter__(self) -> FakeVertex:
         self.start()
@@ -108,9 +99,7 @@ class FakeVertex:
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise FakeNotRunningError("the fake Vertex AI is not running; call start() first")
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return self._http.url
 
     def client_options(self) -> dict[str, str]:
         return {"api_endpoint": self.url, "logging_endpoint": self.url, "storage_endpoint": self.url}

@@ -13,14 +13,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from core.notifiers.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, verify
-
-
-class ReceiverNotRunningError(Exception):
-    pass
+from tests.loopback import Loopback
 
 
 class WebhookReceiver:
@@ -32,7 +29,7 @@ class WebhookReceiver:
         self.bad_signatures = 0
         self._plan: list[str] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._http = Loopback("webhook-receiver")
 
     def script(self, *answers: str) -> None:
         """What the next requests get: "500" (or any status), "slow", "redirect"; then 204s."""
@@ -41,10 +38,7 @@ class WebhookReceiver:
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise ReceiverNotRunningError("the receiver is not running; use it in a with block")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/hooks/train"
+        return f"{self._http.url}/hooks/train"
 
     def __enter__(self) -> WebhookReceiver:
         receiver = self
@@ -52,16 +46,11 @@ class WebhookReceiver:
         class Handler(_Handler):
             owner = receiver
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._http.start(Handler)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._http.stop()
 
     def take(self, headers: dict[str, str], body: bytes, path: str) -> tuple[int, str | None]:
         """``headers`` with lower-case names."""

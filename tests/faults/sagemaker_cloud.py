@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from core.backends.sagemaker import SageMakerBackend
@@ -66,18 +66,13 @@ class LossyFakeSageMaker(FakeSageMaker):
             self.accepted.clear()
             self._failures.clear()
 
-    def start(self) -> str:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
 
         class Handler(_LossyHandler):
             owner = fake
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="lossy-fake-sagemaker", daemon=True)
-        self._thread.start()
-        return self.url
+        return Handler
 
     def handle(self, operation: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         kind = self.trace.enter("backend", operation) if operation in WIRE_KINDS else None

@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
-import ssl
-import tempfile
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import google_crc32c
 
-from tests.fake_azureml import _self_signed
+from tests.loopback import Loopback
 
 Answer = tuple[int, dict[str, Any]]
 
@@ -36,14 +33,14 @@ class Seen:
 
 
 class _FakeServer:
-    scheme = "http"
+    tls = False
 
     def __init__(self) -> None:
         self.secrets: dict[str, str] = {}
         self.requests: list[Seen] = []
         self._failures: list[int] = []
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._http = Loopback(type(self).__name__, tls=self.tls)
 
     def start(self) -> str:
         owner = self
@@ -65,27 +62,15 @@ class _FakeServer:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._wrap(self._server)
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        self._http.start(Handler)
         return self.url
 
-    def _wrap(self, server: ThreadingHTTPServer) -> None:
-        return None
-
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._http.close()
 
     @property
     def url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the fake is not running")
-        host, port = self._server.server_address[:2]
-        return f"{self.scheme}://{host}:{port}"
+        return self._http.url
 
     def fail_next(self, status: int, times: int = 1) -> None:
         with self._lock:
@@ -131,23 +116,12 @@ class FakeGCPSecretManager(_FakeServer):
 
 
 class FakeKeyVault(_FakeServer):
-    scheme = "https"
+    tls = True
     SECRET = re.compile(r"^/secrets/([^/]+)/?$")
 
     def __init__(self) -> None:
         super().__init__()
-        self._dir = tempfile.TemporaryDirectory(prefix="fake-keyvault-")
-        self.ca_file = os.path.join(self._dir.name, "cert.pem")
-
-    def _wrap(self, server: ThreadingHTTPServer) -> None:
-        key_file = _self_signed(self.ca_file, os.path.join(self._dir.name, "key.pem"))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.ca_file, key_file)
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-
-    def stop(self) -> None:
-        super().stop()
-        self._dir.cleanup()
+        self.ca_file = str(self._http.ca_file)
 
     def answer(self, seen: Seen) -> Answer:
         if not seen.headers.get("authorization", "").startswith("Bearer "):
