@@ -31,17 +31,6 @@ def shape_errors(value: object, type_name: str, path: Path) -> list[FieldError]:
     return _message_errors(value, message_class(type_name).DESCRIPTOR, path)
 
 
-def parse_message(value: dict[str, Any], type_name: str) -> Any:
-    """``value`` as a protobuf message of ``type_name``; ``json_format.ParseError`` if it is not one."""
-    from google.protobuf import json_format
-
-    return json_format.ParseDict(value, message_class(type_name)(), ignore_unknown_fields=False)
-
-
-def field_names(type_name: str) -> frozenset[str]:
-    return frozenset(f.name for f in message_class(type_name).DESCRIPTOR.fields)
-
-
 def _message_errors(value: object, descriptor: Any, path: Path) -> list[FieldError]:
     if not isinstance(value, dict):
         return [FieldError(path, f"expected an object ({descriptor.name})")]

@@ -35,10 +35,6 @@ class ImageName:
         """What goes after ``/manifests/``: the digest when pinned, else the tag."""
         return self.digest or self.tag or "latest"
 
-    @property
-    def api_host(self) -> str:
-        return DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
-
     def pinned(self, digest: str) -> str:
         return f"{self.registry}/{self.repository}@{digest}"
 
@@ -81,3 +77,8 @@ def parse_image(text: str, *, field: tuple[str | int, ...] = ("image",)) -> Imag
     if len(registry) + 1 + len(repository) > MAX_NAME:
         raise _bad(text, f"the name is longer than {MAX_NAME} characters", field)
     return ImageName(registry, repository, tag or (None if at else "latest"), digest or None)
+
+
+def api_host(registry: str) -> str:
+    """The host a registry's API answers on (Docker Hub's is not ``docker.io``)."""
+    return DOCKER_HUB_API if registry == DOCKER_HUB else registry

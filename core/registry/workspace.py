@@ -17,7 +17,7 @@ from collections.abc import Callable, Collection, Mapping
 
 from core.ports import Pinned
 from core.registry.client import Credentials, Minter, RegistryClient, Traffic, image_error
-from core.registry.reference import DOCKER_HUB, DOCKER_HUB_API, parse_image
+from core.registry.reference import api_host, parse_image
 from core.registry.replicate import ReplicationReport, Replicator
 from core.registry.targets import Target
 from core.registry.token import TokenIssuer
@@ -73,7 +73,7 @@ class WorkspaceRegistry:
                 own = host == self.host
                 scheme = self._workspace_scheme if own else self._scheme(host)
                 minter = self.issuer.mint if own and self.issuer is not None else None
-                client = self._new_client(_api_host(host), scheme, minter=minter)
+                client = self._new_client(api_host(host), scheme, minter=minter)
                 self._clients[host] = client
             return client
 
@@ -100,7 +100,3 @@ class WorkspaceRegistry:
     def _scheme(self, host: str) -> str:
         bare = host.rsplit(":", 1)[0] if not host.endswith("]") else host
         return "http" if bare in LOOPBACK or host in self.insecure_hosts else "https"
-
-
-def _api_host(registry: str) -> str:
-    return DOCKER_HUB_API if registry == DOCKER_HUB else registry
